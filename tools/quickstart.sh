@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Fresh machine to first output: installs the build dependencies, builds qllm,
+# and runs the main job on the built-in default model (a tiny seeded
+# Mixtral-shaped checkpoint written on first use). Without a GPU the engine
+# runs on the CPU dispatcher.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh
+arch_flag=()
+if command -v nvidia-smi >/dev/null 2>&1; then
+  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d . || true)
+  [ -n "$cc" ] && arch_flag=("-DCMAKE_CUDA_ARCHITECTURES=$cc")
+fi
+bash tools/build.sh "${arch_flag[@]}"
+./build/qllm devices
+./build/qllm generate --prompt "The capital of France is" "$@"
