@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <limits>
 #include <system_error>
 
@@ -97,8 +98,7 @@ void SafetensorsWriter::add(std::string name, DType dtype, std::vector<int64_t> 
     numel *= uint64_t(d);
   }
   const uint64_t esize = dtype_size(dtype);
-  if (numel > std::numeric_limits<uint64_t>::max() / esize ||
-      numel * esize > std::numeric_limits<uint64_t>::max() - data_bytes())
+  if (numel > std::numeric_limits<uint64_t>::max() / esize)
     fail("safetensors writer: tensor '{}': byte size overflows 64 bits", name);
   const uint64_t nbytes = numel * esize;
   if (nbytes > 0 && !fill) fail("safetensors writer: tensor '{}': no fill callback", name);
@@ -146,17 +146,23 @@ void SafetensorsWriter::write(const std::filesystem::path& path,
       fail("safetensors writer: {}: tensor '{}' was added twice", path.string(), *dup);
   }
 
-  // Header: metadata first, then tensors in declaration order, offsets in that order.
-  nlohmann::ordered_json h = nlohmann::ordered_json::object();
-  if (!metadata_.empty()) h["__metadata__"] = metadata_;
+  // Header: metadata first, then tensors in declaration order, offsets in that
+  // order. Built as text: a JSON object with key lookup would make this
+  // quadratic in the number of tensors.
+  std::string header = "{";
+  if (!metadata_.empty()) header += "\"__metadata__\":" + nlohmann::json(metadata_).dump();
   uint64_t offset = 0;
   for (const auto& t : tensors_) {
-    h[t.name] = {{"dtype", dtype_name(t.dtype)},
-                 {"shape", t.shape},
-                 {"data_offsets", {offset, offset + t.nbytes}}};
+    if (t.nbytes > std::numeric_limits<uint64_t>::max() - offset)
+      fail("safetensors writer: {}: total data size overflows 64 bits", path.string());
+    if (header.size() > 1) header += ',';
+    fmt::format_to(std::back_inserter(header),
+                   R"({}:{{"dtype":"{}","shape":[{}],"data_offsets":[{},{}]}})",
+                   nlohmann::json(t.name).dump(), dtype_name(t.dtype), fmt::join(t.shape, ","),
+                   offset, offset + t.nbytes);
     offset += t.nbytes;
   }
-  std::string header = h.dump();
+  header += '}';
   header.append((8 - header.size() % 8) % 8, ' ');
   if (header.size() > kMaxSafetensorsHeader)
     fail("safetensors writer: {}: header of {} bytes exceeds the limit of {}", path.string(),

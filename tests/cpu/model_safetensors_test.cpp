@@ -173,6 +173,21 @@ TEST(SafetensorsWriter, StreamsLargeTensorInChunksWithProgress) {
   EXPECT_EQ(v.data[kBig - 1], uint8_t((kBig - 1) * 7 + 3));
 }
 
+TEST(SafetensorsWriter, ManyTensors) {
+  // As many tensors as a large MoE checkpoint (per-expert weights).
+  const auto p = test::temp_dir("st_many") / "many.safetensors";
+  SafetensorsWriter w;
+  constexpr int kN = 20000;
+  for (int i = 0; i < kN; ++i)
+    w.add_bytes(fmt::format("model.layers.{}.mlp.experts.{}.up_proj.weight", i / 128, i % 128),
+                DType::U8, {1}, std::vector<uint8_t>{uint8_t(i)});
+  w.write(p);
+  SafetensorsFile f(p);
+  ASSERT_EQ(f.header().tensors.size(), size_t(kN));
+  const TensorView v = f.tensor("model.layers.77.mlp.experts.5.up_proj.weight");
+  EXPECT_EQ(v.data[0], uint8_t(77 * 128 + 5));
+}
+
 TEST(SafetensorsWriter, RejectsBadDeclarations) {
   const auto dir = test::temp_dir("st_writer_bad");
   SafetensorsWriter w;
