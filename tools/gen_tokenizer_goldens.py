@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Golden ids for the C++ tokenizer tests, made by Hugging Face `tokenizers`.
 
-  gen_tokenizer_goldens.py [SHARED_DIR] [OUT_DIR]
+  gen_tokenizer_goldens.py [SHARED_DIR] [OUT_DIR] [--retrain]
 
 SHARED_DIR  the real tokenizer files (default: ../shared/data/tokenizers beside
             the repository root)
@@ -26,7 +26,8 @@ Tokenizers covered:
     exercise components the real files do not use (Metaspace, Split behaviours
     and invert, Digits, Strip/Replace normalizers, added tokens with lstrip,
     rstrip, single_word, byte fallback, unk); their tokenizer.json is written
-    to OUT_DIR/<name>.tokenizer.json;
+    to OUT_DIR/<name>.tokenizer.json when missing or with --retrain (training
+    is not reproducible run to run, so the committed file is kept otherwise);
   * the generated tokenizers of the C++ engine (OUT_DIR/generated_*.tokenizer.json,
     written by the C++ test tokenizer_generated_test with QLLM_UPDATE_GOLDENS=1):
     they are loaded with Tokenizer.from_str and, when `transformers` is
@@ -296,8 +297,10 @@ def check_generated(path, tok):
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
-    shared = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "..", "shared", "data", "tokenizers")
-    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(root, "tests", "data", "tokenizer")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    shared = args[0] if len(args) > 0 else os.path.join(root, "..", "shared", "data", "tokenizers")
+    out = args[1] if len(args) > 1 else os.path.join(root, "tests", "data", "tokenizer")
     os.makedirs(out, exist_ok=True)
     for seed, (name, rel) in enumerate(REAL.items()):
         path = os.path.join(shared, rel)
@@ -308,16 +311,19 @@ def main():
         write_json(os.path.join(out, f"{name}.json"), goldens(tok, rel, sha256(path), seed))
         print(f"{name}: {len(TEXTS)} texts from {rel}")
 
+    retrain = "--retrain" in flags
     for seed, (name, make) in enumerate([("feature_metaspace", feature_metaspace),
                                          ("feature_split", feature_split)], start=100):
-        tok = make()
         json_path = os.path.join(out, f"{name}.tokenizer.json")
-        with open(json_path, "w", encoding="utf-8") as f:
-            f.write(tok.to_str())
+        # Training is not reproducible run to run: keep the committed file.
+        trained = retrain or not os.path.exists(json_path)
+        if trained:
+            with open(json_path, "w", encoding="utf-8") as f:
+                f.write(make().to_str())
         tok = Tokenizer.from_file(json_path)  # exactly what the C++ test loads
         write_json(os.path.join(out, f"{name}.json"),
                    goldens(tok, f"{name}.tokenizer.json", sha256(json_path), seed))
-        print(f"{name}: trained here, {len(TEXTS)} texts")
+        print(f"{name}: {'trained here' if trained else 'kept the committed tokenizer.json'}, {len(TEXTS)} texts")
 
     for fname in sorted(os.listdir(out)):
         if not (fname.startswith("generated_") and fname.endswith(".tokenizer.json")):
