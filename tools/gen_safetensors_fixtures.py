@@ -7,6 +7,9 @@
   seeds [OUTDIR]          write the fuzz seed corpus (no dependencies) into
                           OUTDIR (default tests/fuzz/corpus/safetensors): the
                           fixtures above plus small valid and invalid files.
+  verdicts FILE...        print one JSON line {"file", "accepted", "error"} per
+                          FILE: whether Python's safetensors loads it (exit 77
+                          when the module is missing).
   check FILE EXPECTED     load FILE with Python's safetensors and compare it with
                           EXPECTED (same JSON format); exit 0 when equal, 1 when
                           not, 77 when the safetensors module is missing (the C++
@@ -204,6 +207,24 @@ def check(path, expected_path):
     return 0 if ok else 1
 
 
+def verdicts(paths):
+    try:
+        import safetensors
+    except ImportError:
+        print("python safetensors module not available", file=sys.stderr)
+        return 77
+    for path in paths:
+        with open(path, "rb") as f:
+            blob = f.read()
+        try:
+            safetensors.deserialize(blob)
+            out = {"file": os.path.basename(path), "accepted": True, "error": ""}
+        except Exception as e:  # noqa: BLE001 - any refusal counts
+            out = {"file": os.path.basename(path), "accepted": False, "error": str(e)[:200]}
+        print(json.dumps(out))
+    return 0
+
+
 def main(argv):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if len(argv) >= 1 and argv[0] == "gen":
@@ -214,6 +235,8 @@ def main(argv):
         seeds(argv[1] if len(argv) > 1 else os.path.join(root, "tests", "fuzz", "corpus",
                                                           "safetensors"), fixtures)
         return 0
+    if len(argv) >= 1 and argv[0] == "verdicts":
+        return verdicts(argv[1:])
     if len(argv) == 3 and argv[0] == "check":
         return check(argv[1], argv[2])
     print(__doc__, file=sys.stderr)

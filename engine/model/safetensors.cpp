@@ -49,26 +49,54 @@ namespace {
 
 using json = nlohmann::json;
 
-// A name or key as it appears in a message: quoted, control bytes escaped,
-// cut after 120 bytes (at a UTF-8 boundary) so a hostile header cannot make
-// the message huge.
+// Length of the well-formed UTF-8 sequence at s[i], or 0 when it is not one.
+size_t utf8_len(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  size_t n;
+  uint32_t cp;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    cp = c & 0x1Fu;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    cp = c & 0x0Fu;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    cp = c & 0x07u;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    const auto d = static_cast<unsigned char>(s[i + k]);
+    if ((d & 0xC0u) != 0x80u) return 0;
+    cp = (cp << 6) | (d & 0x3Fu);
+  }
+  const bool overlong = (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000);
+  if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+// A name, key or parser message as it appears in an error: quoted, control
+// bytes and bytes that are not UTF-8 escaped as \xNN (the message itself is
+// always valid UTF-8), cut after `max_bytes` so a hostile header cannot make
+// it huge.
 std::string quote(std::string_view s, size_t max_bytes = 120) {
   std::string out = "'";
-  size_t n = s.size();
-  bool cut = false;
-  if (n > max_bytes) {
-    n = max_bytes;
-    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0u) == 0x80u) --n;
-    cut = true;
-  }
-  for (size_t i = 0; i < n; ++i) {
+  size_t i = 0;
+  while (i < s.size() && i < max_bytes) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f)
+    const size_t n = utf8_len(s, i);
+    if (n == 0 || c < 0x20 || c == 0x7f) {
       out += fmt::format("\\x{:02x}", c);
-    else
-      out += static_cast<char>(c);
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
   }
-  out += cut ? "'..." : "'";
+  out += i < s.size() ? "'..." : "'";
   return out;
 }
 

@@ -189,7 +189,8 @@ void SafetensorsWriter::write(const std::filesystem::path& path,
   for (const auto& t : tensors_) {
     uint64_t at = 0;
     while (at < t.nbytes) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(t.nbytes - at, buf.size() - fill_pos));
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>(t.nbytes - at, buf.size() - fill_pos));
       t.fill(at, std::span<uint8_t>(buf.data() + fill_pos, n));
       fill_pos += n;
       at += n;

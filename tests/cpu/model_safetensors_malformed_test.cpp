@@ -49,7 +49,8 @@ std::string error_of(const std::vector<uint8_t>& b) {
 void expect_error(const std::vector<uint8_t>& b, std::initializer_list<std::string_view> parts) {
   const std::string msg = error_of(b);
   EXPECT_NE(msg.find(kWhat), std::string::npos) << "message must name the file: " << msg;
-  for (auto p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "want '" << p << "' in: " << msg;
+  for (auto p : parts)
+    EXPECT_NE(msg.find(p), std::string::npos) << "want '" << p << "' in: " << msg;
 }
 
 const std::string kA = entry("a", "F32", "[2]", "[0,8]");
@@ -239,6 +240,14 @@ TEST(SafetensorsMalformed, HostileNamesAreQuotedAndCut) {
   EXPECT_NE(msg.find("nnnn'..."), std::string::npos) << msg;
   const std::string ctl = error_of(file_with(obj({entry("a\\u0001b", "XX", "[1]", "[0,4]")}), 4));
   EXPECT_NE(ctl.find("'a\\x01b'"), std::string::npos) << ctl;
+  // Raw bytes that are not UTF-8 reach the message only escaped.
+  const std::string raw = error_of(file_with("{\"a\xff\xfe\": 1}", 0));
+  EXPECT_NE(raw.find("not valid JSON"), std::string::npos) << raw;
+  EXPECT_EQ(raw.find('\xff'), std::string::npos) << raw;
+  EXPECT_NE(raw.find("\\xff"), std::string::npos) << raw;
+  const std::string uni =
+      error_of(file_with(obj({entry("\xc3\xa9t\xc3\xa9", "XX", "[1]", "[0,4]")}), 4));
+  EXPECT_NE(uni.find("tensor '\xc3\xa9t\xc3\xa9'"), std::string::npos) << uni;
 }
 
 TEST(SafetensorsMalformed, EmptyTensorsAtBoundariesAreLegal) {

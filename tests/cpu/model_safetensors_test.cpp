@@ -49,9 +49,11 @@ constexpr DType kAllDTypes[] = {DType::BOOL, DType::U8,   DType::I8,  DType::F8_
                                 DType::F64,  DType::I64,  DType::U64};
 
 // Writes `specs` with pattern data; returns the data per tensor.
+using Metadata = std::map<std::string, std::string>;
+
 std::map<std::string, std::vector<uint8_t>> write_specs(const fs::path& p,
                                                         const std::vector<Spec>& specs,
-                                                        const std::map<std::string, std::string>& md) {
+                                                        const Metadata& md) {
   SafetensorsWriter w;
   std::map<std::string, std::vector<uint8_t>> data;
   unsigned seed = 0;
@@ -330,6 +332,52 @@ TEST(SafetensorsPython, WrittenFilesLoadInPython) {
     if (code == 77 || code == 127) GTEST_SKIP() << "python3 with safetensors not available";
     EXPECT_EQ(code, 0) << cmd;
   }
+}
+
+// Accept/reject parity with Python's safetensors over the fuzz seed corpus,
+// which holds valid files and one file per kind of malformation.
+TEST(SafetensorsPython, AcceptsAndRejectsLikePython) {
+  // Deliberate differences, each with its reason.
+  const std::map<std::string, std::string> known = {
+      {"bad_dtype", "F4 (4-bit) and other dtypes newer than qllm's DType list are refused"},
+  };
+  const fs::path corpus = fs::path(QLLM_SOURCE_DIR) / "tests" / "fuzz" / "corpus" / "safetensors";
+  const fs::path script = fs::path(QLLM_SOURCE_DIR) / "tools" / "gen_safetensors_fixtures.py";
+  const fs::path out = test::temp_dir("st_parity") / "verdicts.jsonl";
+  std::string cmd = "python3 '" + script.string() + "' verdicts";
+  size_t n_files = 0;
+  for (const auto& e : fs::directory_iterator(corpus)) {
+    cmd += " '" + e.path().string() + "'";
+    ++n_files;
+  }
+  cmd += " > '" + out.string() + "'";
+  const int rc = std::system(cmd.c_str());
+  ASSERT_NE(rc, -1);
+  const int code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  if (code == 77 || code == 127) GTEST_SKIP() << "python3 with safetensors not available";
+  ASSERT_EQ(code, 0) << cmd;
+  std::ifstream in(out);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line); ++n) {
+    const auto v = nlohmann::json::parse(line);
+    const std::string file = v["file"].get<std::string>();
+    SCOPED_TRACE(file);
+    std::string ours;
+    try {
+      SafetensorsFile f(corpus / file);
+    } catch (const Error& e) {
+      ours = e.what();
+    }
+    const bool python_ok = v["accepted"].get<bool>();
+    if (known.count(file)) {
+      EXPECT_NE(python_ok, ours.empty()) << "known difference gone: " << known.at(file);
+      continue;
+    }
+    EXPECT_EQ(ours.empty(), python_ok)
+        << "qllm: " << (ours.empty() ? "accepted" : ours)
+        << "\npython: " << (python_ok ? "accepted" : v["error"].get<std::string>());
+  }
+  EXPECT_EQ(n, n_files);
 }
 
 }  // namespace
