@@ -1,0 +1,237 @@
+#include "engine/cpu/reference_model.h"
+
+#include "engine/common/error.h"
+#include "engine/cpu/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace qllm::cpu {
+namespace {
+
+std::vector<float> to_f32(const MatrixView& m) {
+  std::vector<float> out(size_t(m.rows * m.cols));
+  for (int64_t r = 0; r < m.rows; ++r) m.row_to_f32(r, out.data() + r * m.cols);
+  return out;
+}
+
+}  // namespace
+
+ReferenceModel::ReferenceModel(const Checkpoint& ck) : desc_(ck.desc()) {
+  const auto& d = desc_;
+  embed_ = to_f32(ck.embed());
+  final_norm_ = to_f32(ck.final_norm());
+  if (!ck.lm_head_tied()) lm_head_ = to_f32(ck.lm_head());
+  layers_.resize(size_t(d.layers));
+  for (int l = 0; l < d.layers; ++l) {
+    auto& L = layers_[size_t(l)];
+    L.input_norm = to_f32(ck.weight(TensorRole::InputNorm, l));
+    L.post_norm = to_f32(ck.weight(TensorRole::PostAttnNorm, l));
+    L.q = to_f32(ck.weight(TensorRole::QProj, l));
+    L.k = to_f32(ck.weight(TensorRole::KProj, l));
+    L.v = to_f32(ck.weight(TensorRole::VProj, l));
+    L.o = to_f32(ck.weight(TensorRole::OProj, l));
+    if (d.qk_norm != QkNorm::None) {
+      L.q_norm = to_f32(ck.weight(TensorRole::QNorm, l));
+      L.k_norm = to_f32(ck.weight(TensorRole::KNorm, l));
+    }
+    if (d.is_moe_layer(l)) {
+      L.router = to_f32(ck.weight(TensorRole::Router, l));
+      for (int e = 0; e < d.num_experts; ++e) {
+        const auto ev = ck.expert(l, e);
+        L.mlps.push_back({d.expert_ffn, to_f32(ev.gate), to_f32(ev.up), to_f32(ev.down)});
+      }
+    } else {
+      L.mlps.push_back({d.dense_ffn, to_f32(ck.weight(TensorRole::DenseGate, l)),
+                        to_f32(ck.weight(TensorRole::DenseUp, l)),
+                        to_f32(ck.weight(TensorRole::DenseDown, l))});
+    }
+  }
+}
+
+KvCache ReferenceModel::new_cache(int max_len) const {
+  KvCache c;
+  c.max_len = max_len;
+  c.kv_dim = desc_.kv_dim();
+  const size_t n = size_t(desc_.layers) * size_t(max_len) * size_t(c.kv_dim);
+  c.k.assign(n, 0.0f);
+  c.v.assign(n, 0.0f);
+  return c;
+}
+
+Pass ReferenceModel::begin(KvCache& cache, std::span<const int32_t> tokens) const {
+  const int H = desc_.hidden;
+  if (tokens.empty()) fail("a forward pass needs at least one token");
+  if (cache.len + int(tokens.size()) > cache.max_len)
+    fail("sequence of {} tokens exceeds the KV cache's {} positions", cache.len + tokens.size(),
+         cache.max_len);
+  Pass p;
+  p.T = int(tokens.size());
+  p.start_pos = cache.len;
+  p.tokens.assign(tokens.begin(), tokens.end());
+  p.x.resize(size_t(p.T) * size_t(H));
+  for (int t = 0; t < p.T; ++t) {
+    const int32_t id = tokens[size_t(t)];
+    if (id < 0 || id >= desc_.vocab) fail("token id {} is outside the vocabulary [0, {})", id, desc_.vocab);
+    std::copy_n(embed_.data() + int64_t(id) * H, H, p.x.data() + int64_t(t) * H);
+  }
+  p.h.resize(p.x.size());
+  cache.len += p.T;
+  return p;
+}
+
+void ReferenceModel::attn_unit(Pass& p, KvCache& cache, int layer) const {
+  const auto& d = desc_;
+  const auto& L = layers_[size_t(layer)];
+  const int T = p.T, H = d.hidden, hd = d.head_dim, nh = d.heads, nkv = d.kv_heads;
+  const int qd = d.q_dim(), kvd = d.kv_dim();
+  std::vector<float> xn(size_t(T) * H), q(size_t(T) * qd), k(size_t(T) * kvd), v(size_t(T) * kvd);
+  rms_norm(p.x.data(), L.input_norm.data(), xn.data(), T, H, d.rms_eps);
+  linear(xn.data(), L.q.data(), q.data(), T, H, qd);
+  linear(xn.data(), L.k.data(), k.data(), T, H, kvd);
+  linear(xn.data(), L.v.data(), v.data(), T, H, kvd);
+  switch (d.qk_norm) {
+    case QkNorm::None: break;
+    case QkNorm::PerHead:
+      rms_norm(q.data(), L.q_norm.data(), q.data(), int64_t(T) * nh, hd, d.rms_eps);
+      rms_norm(k.data(), L.k_norm.data(), k.data(), int64_t(T) * nkv, hd, d.rms_eps);
+      break;
+    case QkNorm::FullWidth:
+      rms_norm(q.data(), L.q_norm.data(), q.data(), T, qd, d.rms_eps);
+      rms_norm(k.data(), L.k_norm.data(), k.data(), T, kvd, d.rms_eps);
+      break;
+  }
+  if (d.clip_qkv) {
+    const float c = *d.clip_qkv;
+    for (auto* buf : {&q, &k, &v})
+      for (float& f : *buf) f = std::clamp(f, -c, c);
+  }
+  for (int t = 0; t < T; ++t) {
+    const int pos = p.start_pos + t;
+    rope(q.data() + int64_t(t) * qd, nh, hd, pos, d.rope_theta);
+    rope(k.data() + int64_t(t) * kvd, nkv, hd, pos, d.rope_theta);
+    std::copy_n(k.data() + int64_t(t) * kvd, kvd, cache.k_at(layer, pos));
+    std::copy_n(v.data() + int64_t(t) * kvd, kvd, cache.v_at(layer, pos));
+  }
+  // Causal GQA attention over the cache.
+  std::vector<float> att(size_t(T) * qd, 0.0f), scores;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  for (int t = 0; t < T; ++t) {
+    const int pos = p.start_pos + t;
+    const int lo = d.sliding_window ? std::max(0, pos - *d.sliding_window + 1) : 0;
+    scores.resize(size_t(pos - lo + 1));
+    for (int h = 0; h < nh; ++h) {
+      const int kvh = h / d.group_size();
+      const float* qh = q.data() + int64_t(t) * qd + int64_t(h) * hd;
+      for (int j = lo; j <= pos; ++j) {
+        const float* kj = cache.k_at(layer, j) + int64_t(kvh) * hd;
+        float s = 0;
+        for (int i = 0; i < hd; ++i) s += qh[i] * kj[i];
+        scores[size_t(j - lo)] = s * scale;
+      }
+      softmax(scores.data(), int64_t(scores.size()));
+      float* out = att.data() + int64_t(t) * qd + int64_t(h) * hd;
+      for (int j = lo; j <= pos; ++j) {
+        const float* vj = cache.v_at(layer, j) + int64_t(kvh) * hd;
+        const float w = scores[size_t(j - lo)];
+        for (int i = 0; i < hd; ++i) out[i] += w * vj[i];
+      }
+    }
+  }
+  std::vector<float> o(size_t(T) * H);
+  linear(att.data(), L.o.data(), o.data(), T, qd, H);
+  for (size_t i = 0; i < o.size(); ++i) p.x[i] += o[i];
+  rms_norm(p.x.data(), L.post_norm.data(), p.h.data(), T, H, d.rms_eps);
+
+  // Routing: which tokens each expert (or the dense MLP) processes.
+  const size_t n_units = L.mlps.size();
+  p.expert_tokens.assign(n_units, {});
+  p.expert_weights.assign(n_units, {});
+  if (!d.is_moe_layer(layer)) {
+    p.topk_ids.assign(size_t(T), 0);
+    p.topk_w.assign(size_t(T), 1.0f);
+    for (int t = 0; t < T; ++t) {
+      p.expert_tokens[0].push_back(t);
+      p.expert_weights[0].push_back(1.0f);
+    }
+    return;
+  }
+  const int E = d.num_experts, K = d.top_k;
+  std::vector<float> logits(size_t(T) * E);
+  linear(p.h.data(), L.router.data(), logits.data(), T, H, E);
+  p.topk_ids.assign(size_t(T) * K, 0);
+  p.topk_w.assign(size_t(T) * K, 0.0f);
+  std::vector<int> order(static_cast<size_t>(E));
+  for (int t = 0; t < T; ++t) {
+    float* pr = logits.data() + int64_t(t) * E;
+    softmax(pr, E);
+    std::iota(order.begin(), order.end(), 0);
+    // Highest probability first; ties go to the lower expert index.
+    std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) {
+      return pr[a] > pr[b] || (pr[a] == pr[b] && a < b);
+    });
+    float sum = 0;
+    for (int j = 0; j < K; ++j) sum += pr[order[size_t(j)]];
+    for (int j = 0; j < K; ++j) {
+      const int e = order[size_t(j)];
+      const float w = d.norm_topk_prob ? pr[e] / sum : pr[e];
+      p.topk_ids[size_t(t) * K + j] = e;
+      p.topk_w[size_t(t) * K + j] = w;
+      p.expert_tokens[size_t(e)].push_back(t);
+      p.expert_weights[size_t(e)].push_back(w);
+    }
+  }
+}
+
+std::vector<int> ReferenceModel::active_experts(const Pass& p) const {
+  std::vector<int> out;
+  for (size_t e = 0; e < p.expert_tokens.size(); ++e)
+    if (!p.expert_tokens[e].empty()) out.push_back(int(e));
+  return out;
+}
+
+void ReferenceModel::expert_unit(Pass& p, int layer, int expert) const {
+  const auto& L = layers_[size_t(layer)];
+  QLLM_CHECK(expert >= 0 && size_t(expert) < L.mlps.size());
+  const auto& m = L.mlps[size_t(expert)];
+  const auto& rows = p.expert_tokens[size_t(expert)];
+  const auto& ws = p.expert_weights[size_t(expert)];
+  const int H = desc_.hidden, n = int(rows.size());
+  if (n == 0) return;
+  std::vector<float> in(size_t(n) * H), g(size_t(n) * m.ffn), u(size_t(n) * m.ffn), out(size_t(n) * H);
+  for (int r = 0; r < n; ++r)
+    std::copy_n(p.h.data() + int64_t(rows[size_t(r)]) * H, H, in.data() + int64_t(r) * H);
+  linear(in.data(), m.gate.data(), g.data(), n, H, m.ffn);
+  linear(in.data(), m.up.data(), u.data(), n, H, m.ffn);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+  linear(g.data(), m.down.data(), out.data(), n, m.ffn, H);
+  for (int r = 0; r < n; ++r) {
+    float* x = p.x.data() + int64_t(rows[size_t(r)]) * H;
+    const float w = ws[size_t(r)];
+    for (int i = 0; i < H; ++i) x[i] += w * out[size_t(r) * H + i];
+  }
+}
+
+void ReferenceModel::head_unit(Pass& p, bool all_rows) const {
+  const int H = desc_.hidden, V = desc_.vocab;
+  const int first = all_rows ? 0 : p.T - 1, rows = p.T - first;
+  std::vector<float> xn(size_t(rows) * H);
+  rms_norm(p.x.data() + int64_t(first) * H, final_norm_.data(), xn.data(), rows, H, desc_.rms_eps);
+  p.logits.resize(size_t(rows) * V);
+  const auto& w = lm_head_.empty() ? embed_ : lm_head_;
+  linear(xn.data(), w.data(), p.logits.data(), rows, H, V);
+}
+
+std::vector<float> ReferenceModel::forward(KvCache& cache, std::span<const int32_t> tokens,
+                                           bool all_rows) const {
+  Pass p = begin(cache, tokens);
+  for (int l = 0; l < desc_.layers; ++l) {
+    attn_unit(p, cache, l);
+    for (int e : active_experts(p)) expert_unit(p, l, e);
+  }
+  head_unit(p, all_rows);
+  return std::move(p.logits);
+}
+
+}  // namespace qllm::cpu
