@@ -18,6 +18,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A fresh temporary folder, removed again when the test ends.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name) : path(test::temp_dir(name)) {}
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const std::string& f) const { return path / f; }
+};
+
 std::vector<uint8_t> pattern(size_t n, unsigned seed) {
   std::vector<uint8_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = uint8_t(i * 131 + seed * 17 + 7);
@@ -110,7 +121,8 @@ std::vector<Spec> scalar_and_empty_specs() {
 }
 
 TEST(SafetensorsRoundTrip, EveryDtype) {
-  const auto p = test::temp_dir("st_every_dtype") / "every.safetensors";
+  const TempDir dir("st_every_dtype");
+  const auto p = dir / "every.safetensors";
   const auto specs = every_dtype_specs();
   const std::map<std::string, std::string> md{{"format", "pt"}, {"note", "caf\xc3\xa9 \"q\""}};
   const auto data = write_specs(p, specs, md);
@@ -121,7 +133,8 @@ TEST(SafetensorsRoundTrip, EveryDtype) {
 }
 
 TEST(SafetensorsRoundTrip, ScalarAndEmptyTensors) {
-  const auto p = test::temp_dir("st_scalar_empty") / "se.safetensors";
+  const TempDir dir("st_scalar_empty");
+  const auto p = dir / "se.safetensors";
   const auto specs = scalar_and_empty_specs();
   const auto data = write_specs(p, specs, {});
   expect_file_matches(p, specs, data, {});
@@ -132,7 +145,7 @@ TEST(SafetensorsRoundTrip, ScalarAndEmptyTensors) {
 }
 
 TEST(SafetensorsRoundTrip, NoTensors) {
-  const auto dir = test::temp_dir("st_none");
+  const TempDir dir("st_none");
   SafetensorsWriter().write(dir / "empty.safetensors");
   SafetensorsFile a(dir / "empty.safetensors");
   EXPECT_TRUE(a.names().empty());
@@ -145,7 +158,8 @@ TEST(SafetensorsRoundTrip, NoTensors) {
 }
 
 TEST(SafetensorsWriter, StreamsLargeTensorInChunksWithProgress) {
-  const auto p = test::temp_dir("st_stream") / "big.safetensors";
+  const TempDir dir("st_stream");
+  const auto p = dir / "big.safetensors";
   constexpr uint64_t kBig = (9u << 20) + 13;  // more than two write chunks
   SafetensorsWriter w;
   w.add_bytes("small", DType::F32, {3}, pattern(12, 1));
@@ -177,7 +191,8 @@ TEST(SafetensorsWriter, StreamsLargeTensorInChunksWithProgress) {
 
 TEST(SafetensorsWriter, ManyTensors) {
   // As many tensors as a large MoE checkpoint (per-expert weights).
-  const auto p = test::temp_dir("st_many") / "many.safetensors";
+  const TempDir dir("st_many");
+  const auto p = dir / "many.safetensors";
   SafetensorsWriter w;
   constexpr int kN = 20000;
   for (int i = 0; i < kN; ++i)
@@ -191,7 +206,7 @@ TEST(SafetensorsWriter, ManyTensors) {
 }
 
 TEST(SafetensorsWriter, RejectsBadDeclarations) {
-  const auto dir = test::temp_dir("st_writer_bad");
+  const TempDir dir("st_writer_bad");
   SafetensorsWriter w;
   EXPECT_THROW(w.add_bytes("x", DType::F32, {2}, pattern(7, 0)), Error);
   EXPECT_THROW(w.add_bytes("x", DType::F32, {-1}, {}), Error);
@@ -212,16 +227,16 @@ TEST(SafetensorsWriter, RejectsBadDeclarations) {
 }
 
 TEST(SafetensorsWriter, FailedWriteLeavesNoFile) {
-  const auto dir = test::temp_dir("st_writer_fail");
+  const TempDir dir("st_writer_fail");
   SafetensorsWriter w;
   w.add("t", DType::U8, {16}, [](uint64_t, std::span<uint8_t>) { fail("source went away"); });
   EXPECT_THROW(w.write(dir / "t.safetensors"), Error);
-  EXPECT_TRUE(fs::is_empty(dir)) << "no final or partial file may remain";
+  EXPECT_TRUE(fs::is_empty(dir.path)) << "no final or partial file may remain";
   EXPECT_THROW(w.write(dir / "missing_dir" / "t.safetensors"), Error);
 }
 
 TEST(MappedFile, EmptyMissingAndDirectory) {
-  const auto dir = test::temp_dir("st_mapped");
+  const TempDir dir("st_mapped");
   std::ofstream(dir / "empty.bin").close();
   MappedFile m(dir / "empty.bin");
   EXPECT_EQ(m.bytes().size(), 0u);
@@ -233,7 +248,7 @@ TEST(MappedFile, EmptyMissingAndDirectory) {
     EXPECT_NE(std::string(e.what()).find("nope.bin"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(MappedFile{dir}, Error);
+  EXPECT_THROW(MappedFile{dir.path}, Error);
   // An empty file is not a safetensors file: the error names it.
   try {
     SafetensorsFile f(dir / "empty.bin");
@@ -245,7 +260,8 @@ TEST(MappedFile, EmptyMissingAndDirectory) {
 }
 
 TEST(SafetensorsFile, MissingTensorNamesFileAndTensor) {
-  const auto p = test::temp_dir("st_missing") / "m.safetensors";
+  const TempDir dir("st_missing");
+  const auto p = dir / "m.safetensors";
   write_specs(p, {{"a", DType::F32, {1}}}, {});
   SafetensorsFile f(p);
   EXPECT_FALSE(f.contains("b"));
@@ -313,7 +329,7 @@ void write_expected(const fs::path& p, const fs::path& json_path) {
 }
 
 TEST(SafetensorsPython, WrittenFilesLoadInPython) {
-  const auto dir = test::temp_dir("st_python");
+  const TempDir dir("st_python");
   write_specs(dir / "every.safetensors", every_dtype_specs(),
               {{"format", "pt"}, {"note", "caf\xc3\xa9"}});
   write_specs(dir / "se.safetensors", scalar_and_empty_specs(), {});
@@ -343,7 +359,8 @@ TEST(SafetensorsPython, AcceptsAndRejectsLikePython) {
   };
   const fs::path corpus = fs::path(QLLM_SOURCE_DIR) / "tests" / "fuzz" / "corpus" / "safetensors";
   const fs::path script = fs::path(QLLM_SOURCE_DIR) / "tools" / "gen_safetensors_fixtures.py";
-  const fs::path out = test::temp_dir("st_parity") / "verdicts.jsonl";
+  const TempDir tmp("st_parity");
+  const fs::path out = tmp / "verdicts.jsonl";
   std::string cmd = "python3 '" + script.string() + "' verdicts";
   size_t n_files = 0;
   for (const auto& e : fs::directory_iterator(corpus)) {
