@@ -116,7 +116,7 @@ ShardSet open_shards(const std::filesystem::path& dir, const CheckpointOptions& 
   uint64_t file_total = 0;
   for (const auto& n : set.names) file_total += file_size_or_zero(dir / n);
   std::optional<Progress> progress;
-  if (opts.progress) progress.emplace(fmt::format("open {}", dir.filename().string()), file_total);
+  if (opts.progress) progress.emplace(fmt::format("open {}", dir.string()), file_total);
   uint64_t done = 0;
   for (size_t s = 0; s < set.names.size(); ++s) {
     const auto path = dir / set.names[s];

@@ -110,8 +110,10 @@ void prepare_dir(const MakeModelOptions& o) {
            o.out_dir.string());
     for (const auto& entry : fs::directory_iterator(o.out_dir)) {
       const std::string n = entry.path().filename().string();
-      if (entry.is_regular_file() && n.rfind("model", 0) == 0 && n.find(".safetensors") != std::string::npos)
-        fs::remove(entry.path());
+      // Old weights and config go first: a folder that fails half-way never
+      // pairs a new config.json with old weights (config.json is written last).
+      const bool weights = n.rfind("model", 0) == 0 && n.find(".safetensors") != std::string::npos;
+      if (entry.is_regular_file() && (weights || n == "config.json")) fs::remove(entry.path());
     }
   }
   fs::create_directories(o.out_dir, ec);
@@ -148,7 +150,7 @@ MakeModelResult make_model(const MakeModelOptions& o) {
   const MakeModelResult& r = plan.result;
 
   std::optional<Progress> progress;
-  if (o.progress) progress.emplace(fmt::format("write {}", o.out_dir.filename().string()), r.total_bytes);
+  if (o.progress) progress.emplace(fmt::format("write {}", o.out_dir.string()), r.total_bytes);
   uint64_t base = 0;
   nlohmann::json weight_map = nlohmann::json::object();
   for (size_t s = 0; s < plan.shards.size(); ++s) {

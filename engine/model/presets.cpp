@@ -56,7 +56,7 @@ const ModelPreset& find_preset(std::string_view name, Arch arch) {
     if (p.arch == arch) return p;
   }
   if (known)
-    fail("make-model: preset '{}' is a {} model, not {} (use --arch {} or the tiny preset)", name,
+    fail("make-model: preset '{}' has architecture {}, not {} (use --arch {} or the tiny preset)", name,
          arch_name(*preset_arch(name)), arch_name(arch), arch_name(*preset_arch(name)));
   std::string all;
   for (const auto& n : preset_names()) all += (all.empty() ? "" : ", ") + n;

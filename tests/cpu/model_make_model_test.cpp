@@ -179,7 +179,7 @@ TEST(MakeModel, InvalidOptions) {
   };
   bad([](auto& o) { o.arch = "llama"; }, "unknown architecture 'llama'");
   bad([](auto& o) { o.preset = "huge"; }, "unknown preset 'huge' (presets: tiny, mixtral-8x7b");
-  bad([](auto& o) { o.preset = "olmoe-1b-7b"; }, "preset 'olmoe-1b-7b' is a olmoe model, not mixtral");
+  bad([](auto& o) { o.preset = "olmoe-1b-7b"; }, "preset 'olmoe-1b-7b' has architecture olmoe, not mixtral");
   bad([](auto& o) { o.layers = 0; }, "--layers 0");
   bad([](auto& o) { o.dtype = DType::I32; }, "--dtype I32");
   bad([](auto& o) { o.generated_vocab = 100; }, "generated tokenizer size 100");
