@@ -26,6 +26,17 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define QLLM_REPLAY_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QLLM_REPLAY_ASAN 1
+#endif
+#endif
+#ifdef QLLM_REPLAY_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace {
@@ -216,16 +227,23 @@ Bytes mutate(const Bytes& in, const std::vector<Bytes>& pool, Rng& r) {
 const Bytes* g_current = nullptr;
 char g_crash_path[4096] = "crash-input";
 
-void on_signal(int sig) {
+// Async-signal-safe: open, write, close only.
+void save_current() {
   const int fd = ::open(g_crash_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd >= 0 && g_current) {
     ssize_t w = ::write(fd, g_current->data(), g_current->size());
     (void)w;
-    ::close(fd);
   }
-  static const char msg[] = "fuzz replay: crashed; input saved (see path above)\n";
+  if (fd >= 0) ::close(fd);
+  static const char msg[] = "fuzz replay: crashed; input saved to ";
   ssize_t w = ::write(2, msg, sizeof msg - 1);
+  w = ::write(2, g_crash_path, std::strlen(g_crash_path));
+  w = ::write(2, "\n", 1);
   (void)w;
+}
+
+void on_signal(int sig) {
+  save_current();
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
@@ -292,6 +310,9 @@ int main(int argc, char** argv) {
   if (corpus.empty()) corpus.emplace_back("<empty input>", Bytes{});
 
   for (int s : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) std::signal(s, on_signal);
+#ifdef QLLM_REPLAY_ASAN
+  __sanitizer_set_death_callback(save_current);  // sanitizer reports exit without a signal
+#endif
   auto set_crash_path = [&](const std::string& name) {
     std::snprintf(g_crash_path, sizeof g_crash_path, "%s", (artifacts / name).c_str());
   };
