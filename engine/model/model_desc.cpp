@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 
 namespace qllm {
@@ -160,6 +161,14 @@ void validate(const JsonReader& r, const ModelDesc& d) {
                fmt::format("{} normalises q over hidden_size = {}, so num_attention_heads * head_dim "
                            "must equal it; found {} * {} = {}",
                            d.architecture, d.hidden, d.heads, d.head_dim, d.q_dim()));
+  // Every count below is int64; refuse sizes whose products could overflow it.
+  const double params = double(d.vocab) * d.hidden * 2 +
+                        double(d.layers) * (4.0 * d.hidden * d.q_dim() +
+                                            3.0 * d.hidden * std::max(d.expert_ffn, d.dense_ffn) * d.num_experts);
+  if (params > 1e15)
+    fail("{}: the sizes describe a model of about {:.3g} parameters, which is not plausible "
+         "(hidden_size {}, num_hidden_layers {}, experts {} of width {}, vocab_size {})",
+         r.what(), params, d.hidden, d.layers, d.num_experts, d.expert_ffn, d.vocab);
   auto check_id = [&](std::string_view key, int id) {
     if (id >= d.vocab)
       r.fail_key(key, fmt::format("token id {} is outside the vocabulary (vocab_size = {})", id, d.vocab));

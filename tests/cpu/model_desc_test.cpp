@@ -276,7 +276,43 @@ TEST(ModelDesc, MalformedConfigs) {
   bad([](json& j) { j["eos_token_id"] = 600; }, {"'eos_token_id'", "600", "vocab"});
   bad([](json& j) { j["tie_word_embeddings"] = 1; }, {"'tie_word_embeddings'", "true or false"});
   bad([](json& j) { j["rms_norm_eps"] = -1.0; }, {"'rms_norm_eps'"});
+  bad([](json& j) { j["num_hidden_layers"] = 4096; j["num_local_experts"] = 65536; j["intermediate_size"] = 1 << 20; },
+      {"dir/config.json", "not plausible"});
   expect_error([] { parse_model_desc(json::array(), "c.json"); }, {"c.json", "object"});
+}
+
+// Every key of every published config set to every kind of wrong value:
+// parse_model_desc either accepts it or throws qllm::Error, nothing else.
+TEST(ModelDesc, MutatedConfigsThrowOnlyQllmErrors) {
+  const std::vector<json> values{nullptr, "x", -1, 0, 1, 3, 1e30, -1e-30, 2.5, true, json::array(),
+                                 json::array({1, "a"}), json::object(), json::object({{"rope_type", 7}}),
+                                 18446744073709551615ull, -9223372036854775807ll};
+  int accepted = 0, rejected = 0;
+  for (const char* name : {"mixtral-8x7b", "qwen3-30b-a3b", "olmoe-1b-7b"}) {
+    const json base = read(fixture(name) / "config.json");
+    for (const auto& [key, unused] : base.items()) {
+      for (const json& v : values) {
+        json j = base;
+        j[key] = v;
+        try {
+          parse_model_desc(j, "m");
+          ++accepted;
+        } catch (const Error&) {
+          ++rejected;
+        }
+      }
+      json j = base;
+      j.erase(key);
+      try {
+        parse_model_desc(j, "m");
+        ++accepted;
+      } catch (const Error&) {
+        ++rejected;
+      }
+    }
+  }
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(rejected, 0);
 }
 
 TEST(ModelDesc, LoadErrors) {
