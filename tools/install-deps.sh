@@ -28,6 +28,6 @@ fi
 
 if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
   echo "error: the CUDA toolkit (nvcc) was not found on PATH or in /usr/local/cuda;" >&2
-  echo "       install CUDA 12.4 or newer (qllm compiles CUDA code even where no GPU is present)" >&2
+  echo "       install CUDA 12 or newer (qllm compiles CUDA code even where no GPU is present)" >&2
   exit 1
 fi
