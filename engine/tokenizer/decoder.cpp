@@ -93,13 +93,14 @@ int byte_token_value(std::string_view t) {
   return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
-// True when no bytes appended to `bytes` can make it valid UTF-8.
-bool certainly_invalid(std::string_view bytes) {
-  for (size_t i = 0; i < bytes.size();) {
-    const utf8::Step st = utf8::next(bytes, i);
+// Whether bytes[from..] holds a sequence no later bytes can make valid; moves
+// `from` past the complete characters so a growing run is scanned once.
+bool certainly_invalid(std::string_view bytes, size_t& from) {
+  while (from < bytes.size()) {
+    const utf8::Step st = utf8::next(bytes, from);
     if (st.kind == utf8::Step::kInvalid) return true;
     if (st.kind == utf8::Step::kIncomplete) return false;
-    i += st.len;
+    from += st.len;
   }
   return false;
 }
@@ -123,8 +124,9 @@ class ByteFallbackStep final : public DecodeStep {
     if (b >= 0) {
       bytes_ += static_cast<char>(b);
       // A run that can no longer be valid becomes one U+FFFD per byte, now.
-      if (invalid_ || certainly_invalid(bytes_)) {
+      if (invalid_ || certainly_invalid(bytes_, checked_)) {
         invalid_ = true;
+        checked_ = 0;
         for (size_t k = 0; k < bytes_.size(); ++k) out.push_back({std::string(utf8::kReplacement), true});
         bytes_.clear();
       }
@@ -149,7 +151,8 @@ class ByteFallbackStep final : public DecodeStep {
  private:
   void flush_run(std::vector<DecodePiece>& out) {
     if (!bytes_.empty()) {
-      if (utf8::is_valid(bytes_)) {
+      size_t from = checked_;
+      if (!certainly_invalid(bytes_, from) && from == bytes_.size()) {
         out.push_back({std::move(bytes_), true});
       } else {
         for (size_t k = 0; k < bytes_.size(); ++k) out.push_back({std::string(utf8::kReplacement), true});
@@ -157,9 +160,11 @@ class ByteFallbackStep final : public DecodeStep {
     }
     bytes_.clear();
     invalid_ = false;
+    checked_ = 0;
   }
 
   std::string bytes_;  // the current run of byte tokens
+  size_t checked_ = 0; // bytes_[0, checked_) are complete valid characters
   bool invalid_ = false;
   std::string held_;   // fused text not yet known not to be a byte token
   bool passing_ = false;

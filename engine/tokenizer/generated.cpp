@@ -3,11 +3,11 @@
 #include "engine/common/error.h"
 #include "engine/tokenizer/bpe_model.h"
 #include "engine/tokenizer/byte_level.h"
+#include "engine/tokenizer/generated_corpus.h"
 #include "engine/tokenizer/pre_tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
-#include <cstring>
 #include <map>
 #include <unordered_map>
 #include <vector>

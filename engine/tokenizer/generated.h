@@ -26,7 +26,4 @@ struct GeneratedTokenizerFiles {
 // Deterministic: trains byte-level BPE merges on a built-in English corpus (a few KB of text kept in the source) until vocab_size ids exist (256 byte tokens + merges + 3 special tokens). vocab_size >= 259.
 GeneratedTokenizerFiles make_generated_tokenizer(int vocab_size);
 
-// The built-in training text (exposed for tests).
-const char* generated_tokenizer_corpus();
-
 }  // namespace qllm

@@ -2,7 +2,7 @@
 // dialogue, numbers, a list and a little code, so common words, punctuation,
 // digits and whitespace all get merges. Changing it changes every generated
 // tokenizer (and tests/data/tokenizer/generated_*.tokenizer.json).
-#include "engine/tokenizer/generated.h"
+#include "engine/tokenizer/generated_corpus.h"
 
 namespace qllm {
 

@@ -61,6 +61,7 @@ class Tokenizer {
   struct Impl;
 
  private:
+  Tokenizer() = default;  // made by from_file / from_json
   std::shared_ptr<const Impl> impl_;
   friend class StreamDecoder;
 };

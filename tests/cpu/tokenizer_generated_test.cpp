@@ -5,6 +5,7 @@
 // then run tools/gen_tokenizer_goldens.py.
 #include "engine/common/error.h"
 #include "engine/tokenizer/generated.h"
+#include "engine/tokenizer/generated_corpus.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "tests/test_paths.h"
 
