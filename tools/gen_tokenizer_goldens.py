@@ -124,6 +124,12 @@ TEXTS = [
     "   \n   \n",
     "\u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac and English mixed with \u4e2d\u6587 and \u0627\u0644\u0639\u0631\u0628\u064a\u0629",
     "word-with-hyphens and under_scores and CamelCaseWords",
+    # Added tokens with lstrip / rstrip / single_word in the feature tokenizers.
+    "a <mask> b  <mask>c <mask>",
+    "x [SEP]   y [SEP]",
+    "cat concat cat. cats _cat (cat)",
+    "Hello<mask>world [SEP]again",
+    "call <tool>  {}  </tool> done",
 ]
 
 
