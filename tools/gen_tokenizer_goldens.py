@@ -97,7 +97,7 @@ TEXTS = [
     "Combining: e\u0301 vs \u00e9, A\u030a vs \u00c5, \u212b angstrom, n\u0303o, q\u0307\u0323",
     "Hangul jamo: \u1100\u1161\u11a8 and \u1112\u1161\u11ab",
     "\u03a9 \u2126 ohm, \ufb01 ligature, \u2460 circled, \uff46\uff55\uff4c\uff4c width",
-    "Special <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    "Special <|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n",
     "<|endoftext|>",
     "text<|endoftext|>more text",
     "<s>[INST] What is 2+2? [/INST] 4</s>",

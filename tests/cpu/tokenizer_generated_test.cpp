@@ -30,7 +30,7 @@ const char* const kTexts[] = {
     "Numbers 0 12 345 6789 and 3.14!",
     "def count_words(text):\n    return len(text.split())\n",
     "Unicode: caf\xC3\xA9, \xE4\xBD\xA0\xE5\xA5\xBD, \xF0\x9F\x98\x80, \xE0\xA4\xA8\xE0\xA4\xAE",
-    "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+    "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n",
     "<|endoftext|>",
 };
 
