@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <thread>
+
 namespace {
 
 using nlohmann::json;
@@ -109,6 +112,30 @@ TEST(TokenizerBpe, InvalidUtf8InputIsRepaired) {
   // A lone continuation byte becomes U+FFFD (EF BF BD), encoded as byte tokens.
   EXPECT_EQ(tok.encode("a\x80"),
             (Ids{kSpaceA, byte_id(0xEF), byte_id(0xBF), byte_id(0xBD)}));
+}
+
+// One tokenizer shared by several threads (the BPE cache is shared).
+TEST(TokenizerBpe, ConcurrentEncoding) {
+  const Tokenizer tok = Tokenizer::from_json(qllm::test::llama_like_tokenizer(false).dump());
+  std::vector<std::string> texts;
+  for (int i = 0; i < 64; ++i)
+    texts.push_back("hello ab " + std::string(static_cast<size_t>(i % 7), 'a') + " \xE2\x82\xAC " +
+                    std::to_string(i));
+  std::vector<Ids> want;
+  for (const auto& t : texts) want.push_back(tok.encode(t));
+  const Tokenizer fresh = Tokenizer::from_json(qllm::test::llama_like_tokenizer(false).dump());
+  std::vector<std::thread> threads;
+  std::vector<int> errors(4, 0);
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int round = 0; round < 50; ++round)
+        for (size_t i = 0; i < texts.size(); ++i)
+          errors[w] += fresh.encode(texts[(i + static_cast<size_t>(w)) % texts.size()]) !=
+                       want[(i + static_cast<size_t>(w)) % texts.size()];
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int e : errors) EXPECT_EQ(e, 0);
 }
 
 }  // namespace

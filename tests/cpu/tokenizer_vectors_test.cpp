@@ -114,4 +114,38 @@ TEST(TokenizerVectors, MistralCommonChat) {
   EXPECT_EQ(tok.decode(want, /*skip_special=*/false), replace_all(pieces, space, " "));
 }
 
+TEST(TokenizerVectors, VocabularySizesAndSpecialTokens) {
+  QLLM_REQUIRE_SHARED_DATA("tokenizers/qwen2/qwen3/tokenizer.json");
+  const auto dir = tokenizers_dir();
+  const Tokenizer qwen = Tokenizer::from_file(dir / "qwen2" / "qwen3");
+  EXPECT_EQ(qwen.vocab_size(), 151669);
+  EXPECT_EQ(qwen.token_to_id("<|endoftext|>"), 151643);
+  EXPECT_EQ(qwen.token_to_id("<|im_start|>"), 151644);
+  EXPECT_EQ(qwen.token_to_id("<|im_end|>"), 151645);
+  EXPECT_TRUE(qwen.is_special(151644));
+  EXPECT_FALSE(qwen.is_special(151667));  // <think> is an added token, not special
+  EXPECT_EQ(qwen.id_to_token(151667), "<think>");
+  EXPECT_EQ(qwen.id_to_token(9707), "Hello");
+  EXPECT_EQ(qwen.token_to_id("\xC4\xA0world"), 1879);  // "Ġworld"
+  if (std::filesystem::exists(dir / "olmoe" / "tokenizer.json")) {
+    const Tokenizer olmoe = Tokenizer::from_file(dir / "olmoe" / "tokenizer.json");
+    EXPECT_EQ(olmoe.vocab_size(), 50280);
+    EXPECT_EQ(olmoe.token_to_id("<|endoftext|>"), 50279);
+    EXPECT_TRUE(olmoe.is_special(50279));
+    EXPECT_TRUE(olmoe.is_special(1));                       // <|padding|>
+    EXPECT_FALSE(olmoe.is_special(50254));                  // 24 spaces
+    EXPECT_EQ(olmoe.encode(std::string(24, ' ')), std::vector<int32_t>{50254});
+  }
+  if (std::filesystem::exists(dir / "mixtral" / "tokenizer.json")) {
+    const Tokenizer mixtral = Tokenizer::from_file(dir / "mixtral" / "tokenizer.json");
+    EXPECT_EQ(mixtral.vocab_size(), 32000);
+    EXPECT_EQ(mixtral.token_to_id("<s>"), 1);
+    EXPECT_EQ(mixtral.encode("Hello", /*add_special=*/true).front(), 1);
+    EXPECT_EQ(mixtral.id_to_token(3), "<0x00>");
+  }
+  if (std::filesystem::exists(dir / "gpt2" / "tokenizer.json")) {
+    EXPECT_EQ(Tokenizer::from_file(dir / "gpt2" / "tokenizer.json").vocab_size(), 50257);
+  }
+}
+
 }  // namespace
