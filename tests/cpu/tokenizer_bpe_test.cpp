@@ -70,6 +70,8 @@ TEST(TokenizerBpe, MergeRankDecides) {
   EXPECT_EQ(Tokenizer::from_json(j.dump()).encode("abc"), (Ids{5}));
   j["model"]["merges"] = {"a b", "b c"};
   EXPECT_EQ(Tokenizer::from_json(j.dump()).encode("abc"), (Ids{3, 2}));
+  // Without a decoder Hugging Face joins the tokens with spaces.
+  EXPECT_EQ(Tokenizer::from_json(j.dump()).decode(Ids{0, 4, 5}), "a bc abc");
   // A pair listed twice keeps its last rank (Hugging Face builds a map).
   j["model"]["merges"] = {"a b", "b c", "a b"};
   EXPECT_EQ(Tokenizer::from_json(j.dump()).encode("abc"), (Ids{0, 4}));
