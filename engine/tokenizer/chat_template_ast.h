@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -139,9 +140,10 @@ Value call_method(const Value& object, const std::string& name, const Args& args
 // Functions named in the template: raise_exception, namespace, range, dict.
 Value call_global(const std::string& name, const Args& args, int line);
 // obj.name (attribute first, then key) and obj[key] (key first), as Jinja2's
-// sandbox resolves them; what is missing is undefined. `desc` names obj in
-// messages ("message.content").
-Value get_attr(const Value& obj, const std::string& name, const std::string& desc);
-Value get_item(const Value& obj, const Value& key, const std::string& desc);
+// sandbox resolves them; what is missing is undefined. `desc` names obj for
+// messages ("message.content"); it is only called when one is needed.
+using Describe = std::function<std::string()>;
+Value get_attr(const Value& obj, const std::string& name, const Describe& desc);
+Value get_item(const Value& obj, const Value& key, const Describe& desc);
 
 }  // namespace qllm::jinja

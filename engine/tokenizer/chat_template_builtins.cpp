@@ -14,6 +14,12 @@ bool numeric(const Json& j) { return j.is_number() || j.is_boolean(); }
 
 Value str_value(std::string s) { return Value(Json(std::move(s))); }
 
+Json data_or_undefined(const Value& v) {
+  if (v.is_data()) return v.json();
+  if (v.is_undefined()) return Json(Json::value_t::discarded);
+  eval_fail(fmt::format("unsupported: a {} inside a list", type_name(v)));
+}
+
 Json list_of(const Value& v) { return *iterate(v); }
 
 // Jinja2's make_attrgetter: "a.b.0" looks up each part (item first, then attribute).
@@ -26,7 +32,7 @@ Value attribute_path(const Value& item, const std::string& path) {
     bool digits = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
     Value key = digits ? Value(Json(std::stoll(part))) : Value(Json(part));
     if (cur.is_undefined()) return cur;
-    cur = get_item(cur, key, "item");
+    cur = get_item(cur, key, [] { return std::string("item"); });
     if (dot == std::string::npos) return cur;
     start = dot + 1;
   }
@@ -90,6 +96,7 @@ Value filter_first_last(const Value& v, bool first) {
 Value filter_int(const Value& v, const Args& args) {
   ArgReader a(args, "filter 'int'", {"default", "base"});
   Value dflt = a.get(0) ? *a.get(0) : Value(Json(0));
+  require_defined(v);
   if (!v.is_data()) return dflt;
   const Json& j = v.json();
   if (numeric(j)) return Value(Json(j.is_number_float() ? static_cast<std::int64_t>(std::trunc(j.get<double>())) : as_int(j)));
@@ -108,6 +115,7 @@ Value filter_int(const Value& v, const Args& args) {
 Value filter_float(const Value& v, const Args& args) {
   ArgReader a(args, "filter 'float'", {"default"});
   Value dflt = a.get(0) ? *a.get(0) : Value(Json(0.0));
+  require_defined(v);
   if (!v.is_data()) return dflt;
   const Json& j = v.json();
   if (numeric(j)) return Value(Json(as_double(j)));
@@ -170,8 +178,7 @@ Value filter_map(const Value& v, const Args& args) {
     for (const auto& item : *items) {
       Value r = attribute_path(Value::part_of(owner, item), attr->json().get<std::string>());
       if (r.is_undefined() && dflt) r = *dflt;
-      if (!r.is_data()) require_defined(r);
-      out.push_back(r.json());
+      out.push_back(data_or_undefined(r));
     }
     return Value(std::move(out));
   }
@@ -182,9 +189,7 @@ Value filter_map(const Value& v, const Args& args) {
   Args rest;
   rest.pos.assign(args.pos.begin() + 1, args.pos.end());
   for (const auto& item : *items) {
-    Value r = apply_filter(filter, Value::part_of(owner, item), rest);
-    if (!r.is_data()) require_defined(r);
-    out.push_back(r.json());
+    out.push_back(data_or_undefined(apply_filter(filter, Value::part_of(owner, item), rest)));
   }
   return Value(std::move(out));
 }
@@ -298,7 +303,8 @@ bool apply_test(const std::string& name, const Value& v, const Args& args) {
     no_args();
     return v.is_undefined() || v.kind() == Value::Kind::Loop || (data && (j->is_string() || j->is_array() || j->is_object()));
   }
-  if (name == "sequence") return no_args(), data && (j->is_string() || j->is_array() || j->is_object());
+  if (name == "sequence")
+    return no_args(), v.is_undefined() || (data && (j->is_string() || j->is_array() || j->is_object()));
   if (name == "odd" || name == "even" || name == "divisibleby") {
     const Value divisor = name == "divisibleby" ? one_arg() : (no_args(), Value(Json(2)));
     Value rem = binary_op("%", v, divisor);

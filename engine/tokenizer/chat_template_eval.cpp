@@ -207,7 +207,7 @@ class Renderer {
 
   Json data_of(const Value& v, const char* where) {
     if (v.is_data()) return v.json();
-    if (v.is_undefined()) require_defined(v);
+    if (v.is_undefined()) return Json(Json::value_t::discarded);
     eval_fail(fmt::format("unsupported: a {} inside a {}", type_name(v), where));
   }
 
@@ -231,8 +231,15 @@ class Renderer {
         }
         return Value(std::move(out));
       }
-      case Expr::Kind::Attr: return get_attr(eval(*e.args[0]), e.name, describe(*e.args[0]));
-      case Expr::Kind::Item: return get_item(eval(*e.args[0]), eval(*e.args[1]), describe(*e.args[0]));
+      case Expr::Kind::Attr: {
+        const Expr& obj = *e.args[0];
+        return get_attr(eval(obj), e.name, [&obj] { return describe(obj); });
+      }
+      case Expr::Kind::Item: {
+        const Expr& obj = *e.args[0];
+        Value v = eval(obj);
+        return get_item(v, eval(*e.args[1]), [&obj] { return describe(obj); });
+      }
       case Expr::Kind::Slice: return slice(e);
       case Expr::Kind::Call: return call(e);
       case Expr::Kind::Filter: {
@@ -291,7 +298,9 @@ class Renderer {
     };
     auto start = bound(e.args[1]), stop = bound(e.args[2]), step = bound(e.args[3]);
     require_defined(obj);
-    if (!obj.is_data()) return Value::undefined(describe(e));
+    if (!obj.is_data() || !(obj.json().is_array() || obj.json().is_string()))
+      eval_fail(obj.is_data() && obj.json().is_object() ? std::string("unhashable type: 'slice'")
+                                                        : fmt::format("'{}' object is not subscriptable", type_name(obj)));
     const Json& j = obj.json();
     if (j.is_array()) {
       Json out = Json::array();
@@ -299,14 +308,11 @@ class Renderer {
         out.push_back(j[static_cast<std::size_t>(i)]);
       return Value(std::move(out));
     }
-    if (j.is_string()) {
-      std::u32string cps = utf8_decode(j.get_ref<const std::string&>());
-      std::u32string out;
-      for (auto i : slice_indices(static_cast<std::int64_t>(cps.size()), start, stop, step))
-        out += cps[static_cast<std::size_t>(i)];
-      return Value(Json(utf8_encode(out)));
-    }
-    return Value::undefined(describe(e));
+    std::u32string cps = utf8_decode(j.get_ref<const std::string&>());
+    std::u32string out;
+    for (auto i : slice_indices(static_cast<std::int64_t>(cps.size()), start, stop, step))
+      out += cps[static_cast<std::size_t>(i)];
+    return Value(Json(utf8_encode(out)));
   }
 
   Value call(const Expr& e) {
@@ -333,6 +339,7 @@ class Renderer {
 }  // namespace
 
 std::string render_program(const Program& program, const Json& context) {
+  if (context.is_null()) return Renderer(Json::object()).run(program);
   if (!context.is_object()) throw ChatTemplateError(0, "the template context must be a JSON object");
   return Renderer(context).run(program);
 }

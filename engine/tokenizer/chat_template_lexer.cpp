@@ -22,6 +22,10 @@ void syntax_error(int line, std::string message) { throw ChatTemplateError(line,
 
 namespace {
 
+// Expressions are evaluated (and freed) recursively, and no tree is deeper than
+// its tag is long: bounding a tag's tokens bounds the stack a template can use.
+constexpr int kMaxTokensPerTag = 512;
+
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
@@ -100,19 +104,27 @@ class Lexer {
 
   bool at(std::string_view s) const { return src_.compare(pos_, s.size(), s) == 0; }
 
+  // The length of the non-ASCII whitespace character at p, or 0.
+  std::size_t unicode_space_at(std::size_t p) const {
+    auto c = static_cast<unsigned char>(src_[p]);
+    if (c < 0x80) return 0;
+    std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    auto cps = utf8_decode(std::string_view(src_).substr(p, len));
+    return cps.size() == 1 && is_space(cps[0]) ? len : 0;
+  }
+
   void skip_whitespace_after_tag() {
     std::size_t end = pos_;
     while (end < src_.size()) {
       auto c = static_cast<unsigned char>(src_[end]);
       if (c < 0x80) {
-        if (!is_ascii_space(static_cast<char>(c)) && c != 0x1c && c != 0x1d && c != 0x1e && c != 0x1f) break;
+        if (!is_ascii_space(static_cast<char>(c)) && !(c >= 0x1c && c <= 0x1f)) break;
         ++end;
-        continue;
+      } else if (std::size_t n = unicode_space_at(end)) {
+        end += n;
+      } else {
+        break;
       }
-      std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-      auto cps = utf8_decode(std::string_view(src_).substr(end, len));
-      if (cps.size() != 1 || !is_space(cps[0])) break;
-      end += len;
     }
     line_ += count_newlines(std::string_view(src_).substr(pos_, end - pos_));
     pos_ = end;
@@ -139,7 +151,10 @@ class Lexer {
     tokens_.push_back(Token{block ? TokKind::BlockBegin : TokKind::VarBegin, line_, {}});
     std::string brackets;  // closing brackets expected
     bool first_token = true;
+    const std::size_t first_index = tokens_.size();
     while (true) {
+      if (tokens_.size() - first_index > kMaxTokensPerTag)
+        syntax_error(open_line, fmt::format("tag too long (more than {} tokens)", kMaxTokensPerTag));
       if (pos_ >= src_.size())
         syntax_error(open_line, block ? "unexpected end of template: '{%' tag is not closed with '%}'"
                                       : "unexpected end of template: '{{' tag is not closed with '}}'");
@@ -148,6 +163,10 @@ class Lexer {
       if (is_ascii_space(c)) {
         if (c == '\n') ++line_;
         ++pos_;
+        continue;
+      }
+      if (std::size_t n = unicode_space_at(pos_)) {
+        pos_ += n;
         continue;
       }
       if (is_digit(c)) {

@@ -183,11 +183,11 @@ Value dict_method(const Value& obj, const std::string& name, const Args& args) {
 
 }  // namespace
 
-Value get_attr(const Value& obj, const std::string& name, const std::string& desc) {
-  if (obj.is_undefined()) require_defined(obj.undefined_name().empty() ? Value::undefined(desc) : obj);
+Value get_attr(const Value& obj, const std::string& name, const Describe& desc) {
+  if (obj.is_undefined()) require_defined(obj.undefined_name().empty() ? Value::undefined(desc()) : obj);
   if (obj.kind() == Value::Kind::Namespace) {
     const Value* v = obj.ns()->find(name);
-    return v ? *v : Value::undefined(desc + "." + name);
+    return v ? *v : Value::undefined(desc() + "." + name);
   }
   if (obj.kind() == Value::Kind::Loop) return obj.loop()->attribute(name);
   const Json& j = obj.json();
@@ -201,15 +201,17 @@ Value get_attr(const Value& obj, const std::string& name, const std::string& des
     auto it = j.find(name);
     if (it != j.end()) return Value::part_of(obj, *it);
   }
-  return Value::undefined(desc + "." + name);
+  return Value::undefined(desc() + "." + name);
 }
 
-Value get_item(const Value& obj, const Value& key, const std::string& desc) {
-  if (obj.is_undefined()) require_defined(obj.undefined_name().empty() ? Value::undefined(desc) : obj);
-  const std::string missing = desc + "[" + (key.is_data() ? repr(key.json()) : to_str(key)) + "]";
+Value get_item(const Value& obj, const Value& key, const Describe& desc) {
+  if (obj.is_undefined()) require_defined(obj.undefined_name().empty() ? Value::undefined(desc()) : obj);
+  auto missing = [&] {
+    return Value::undefined(desc() + "[" + (key.is_data() ? repr(key.json()) : to_str(key)) + "]");
+  };
   if (!obj.is_data()) {
     if (key.is_data() && key.json().is_string()) return get_attr(obj, key.json().get<std::string>(), desc);
-    return Value::undefined(missing);
+    return missing();
   }
   const Json& j = obj.json();
   const bool int_key = key.is_data() && (key.json().is_number_integer() || key.json().is_boolean());
@@ -218,25 +220,25 @@ Value get_item(const Value& obj, const Value& key, const std::string& desc) {
       auto it = j.find(key.json().get<std::string>());
       if (it != j.end()) return Value::part_of(obj, *it);
     }
-    return Value::undefined(missing);
+    return missing();
   }
   if ((j.is_array() || j.is_string()) && int_key) {
     std::int64_t i = as_int(key.json());
     if (j.is_array()) {
       const auto n = static_cast<std::int64_t>(j.size());
       if (i < 0) i += n;
-      if (i < 0 || i >= n) return Value::undefined(missing);
+      if (i < 0 || i >= n) return missing();
       return Value::part_of(obj, j[static_cast<std::size_t>(i)]);
     }
     std::u32string cps = utf8_decode(j.get_ref<const std::string&>());
     const auto n = static_cast<std::int64_t>(cps.size());
     if (i < 0) i += n;
-    if (i < 0 || i >= n) return Value::undefined(missing);
+    if (i < 0 || i >= n) return missing();
     std::string out;
     utf8_append(out, cps[static_cast<std::size_t>(i)]);
     return Value(Json(std::move(out)));
   }
-  return Value::undefined(missing);
+  return missing();
 }
 
 Value call_method(const Value& obj, const std::string& name, const Args& args) {

@@ -12,7 +12,10 @@
 namespace qllm::jinja {
 namespace {
 
-constexpr int kMaxDepth = 200;
+// Nesting limits (Python's recursion limit stops Jinja2 near these too): they
+// bound the stack that parsing and rendering use.
+constexpr int kMaxBlockDepth = 100;
+constexpr int kMaxExprDepth = 64;
 
 std::string describe(const Token& t) {
   switch (t.kind) {
@@ -75,7 +78,7 @@ class Parser {
   // Parses nodes until a `{% tag %}` whose tag is in `stops`; leaves the
   // position on that tag's name. `opener`/`open_line` describe the enclosing block.
   Body body(std::initializer_list<const char*> stops, const std::string& opener, int open_line) {
-    if (++depth_ > kMaxDepth) syntax_error(cur().line, "blocks nested too deeply");
+    if (++block_depth_ > kMaxBlockDepth) syntax_error(cur().line, "blocks nested too deeply");
     Body out;
     while (true) {
       const Token& tok = cur();
@@ -111,7 +114,7 @@ class Parser {
       next();
       out.push_back(statement());
     }
-    --depth_;
+    --block_depth_;
     return out;
   }
 
@@ -146,7 +149,7 @@ class Parser {
 
   Node if_stmt(int line) {
     Node n(Node::Kind::If, line);
-    ExprPtr cond = expression();
+    ExprPtr cond = expression(false);  // as Jinja2: no `x if c else y` directly in an if
     expect_block_end();
     while (true) {
       Body b = body({"elif", "else", "endif"}, "if", line);
@@ -159,7 +162,7 @@ class Parser {
         next();
         break;
       }
-      cond = expression();  // elif
+      cond = expression(false);  // elif
       expect_block_end();
     }
     expect_block_end();
@@ -335,7 +338,7 @@ class Parser {
   ExprPtr unary_with_filters() { return unary(true); }
 
   void guard_depth() {
-    if (++depth_ > kMaxDepth) syntax_error(cur().line, "expression nested too deeply");
+    if (++depth_ > kMaxExprDepth) syntax_error(cur().line, "expression nested too deeply");
   }
 
   ExprPtr unary(bool with_filter) {
@@ -551,6 +554,7 @@ class Parser {
   std::vector<Token> t_;
   std::size_t i_ = 0;
   int depth_ = 0;
+  int block_depth_ = 0;
   int loops_ = 0;
 };
 

@@ -24,6 +24,7 @@ Value Value::part_of(const Value& parent, const Json& part) {
 
 Value Value::shared(std::shared_ptr<const Json> data) {
   Value v;
+  if (data->is_discarded()) return v;  // an undefined list item or dict value
   v.kind_ = Kind::Data;
   v.data_ = std::move(data);
   return v;
@@ -153,6 +154,7 @@ std::string type_name(const Json& j) {
     case Json::value_t::string: return "str";
     case Json::value_t::array: return "list";
     case Json::value_t::object: return "dict";
+    case Json::value_t::discarded: return "Undefined";
     default: return "object";
   }
 }
@@ -177,6 +179,7 @@ bool truthy(const Json& j) {
     case Json::value_t::string: return !j.get_ref<const std::string&>().empty();
     case Json::value_t::array:
     case Json::value_t::object: return !j.empty();
+    case Json::value_t::discarded: return false;
     default: return true;
   }
 }
@@ -236,6 +239,7 @@ std::string repr(const Json& j) {
     }
     return out + "}";
   }
+  if (j.is_discarded()) return "Undefined";
   return to_str(j);
 }
 
@@ -247,6 +251,7 @@ std::string to_str(const Json& j) {
     case Json::value_t::number_unsigned: return std::to_string(j.get<std::uint64_t>());
     case Json::value_t::number_float: return float_repr(j.get<double>());
     case Json::value_t::string: return j.get<std::string>();
+    case Json::value_t::discarded: return "";
     default: return repr(j);
   }
 }
@@ -285,6 +290,7 @@ bool json_equals(const Json& a, const Json& b) {
     return as_int(a) == as_int(b);
   }
   if (a.type() != b.type()) return false;
+  if (a.is_discarded()) return true;  // undefined == undefined
   if (a.is_array()) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i)
@@ -368,10 +374,14 @@ bool contains(const Value& container, const Value& item) {
   }
   if (c.is_array()) {
     for (const auto& e : c)
-      if (item.is_data() && json_equals(e, item.json())) return true;
+      if (item.is_data() ? json_equals(e, item.json()) : (item.is_undefined() && e.is_discarded())) return true;
     return false;
   }
-  if (c.is_object()) return item.is_data() && item.json().is_string() && c.contains(item.json());
+  if (c.is_object()) {
+    if (item.is_data() && (item.json().is_array() || item.json().is_object()))
+      eval_fail(fmt::format("unhashable type: '{}'", type_name(item)));
+    return item.is_data() && item.json().is_string() && c.contains(item.json());
+  }
   eval_fail(fmt::format("argument of type '{}' is not iterable", type_name(c)));
 }
 

@@ -4,7 +4,9 @@
 // A value is JSON data (shared and immutable, so reading `messages[3].content`
 // copies nothing), Jinja2's undefined (what a missing variable, key, attribute
 // or index gives), a namespace() object, or a for-loop's `loop`. Dicts keep
-// insertion order, as Python dicts do.
+// insertion order, as Python dicts do. An undefined value inside a list or dict
+// (`[x]` with x undefined) is stored as a JSON "discarded" value and reads back
+// as undefined.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -37,7 +39,9 @@ class Value {
   enum class Kind : std::uint8_t { Undefined, Data, Namespace, Loop };
 
   Value() = default;  // undefined, unnamed
-  explicit Value(Json j) : kind_(Kind::Data), data_(std::make_shared<const Json>(std::move(j))) {}
+  explicit Value(Json j)
+      : kind_(j.is_discarded() ? Kind::Undefined : Kind::Data),
+        data_(j.is_discarded() ? nullptr : std::make_shared<const Json>(std::move(j))) {}
   static Value undefined(std::string what);
   // A part of `parent`'s data, sharing its storage.
   static Value part_of(const Value& parent, const Json& part);

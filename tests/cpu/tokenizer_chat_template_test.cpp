@@ -392,6 +392,14 @@ TEST(ChatTemplateErrors, DeepNestingIsAnErrorNotACrash) {
   for (int i = 0; i < 1000; ++i) nested += "{% if true %}";
   EXPECT_THROW(render(nested), ChatTemplateError);
   EXPECT_THROW(render("{{ " + std::string(3000, '-') + "1 }}"), ChatTemplateError);
+  // Long flat chains build deep trees: they are bounded by the tag length.
+  std::string sum = "{{ 0";
+  for (int i = 0; i < 200; ++i) sum += "+1";
+  EXPECT_EQ(render(sum + " }}"), "200");
+  EXPECT_THROW(render(sum + std::string(200, '+') + " }}"), ChatTemplateError);
+  std::string chain = "{{ x";
+  for (int i = 0; i < 1200; ++i) chain += ".a";
+  EXPECT_THROW(render(chain + " }}"), ChatTemplateError);
 }
 
 }  // namespace
