@@ -18,10 +18,17 @@ using tokjson::Where;
 bool is_word_char(char32_t c) {
   if (c < 0x80) return std::isalnum(static_cast<int>(c)) != 0 || c == '_';
   switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN:
-    case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_ND:
-    case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_PC:
       return true;
     default:
       return c == 0x200C || c == 0x200D;
@@ -39,7 +46,9 @@ bool ends_with_word(std::string_view s) {
   return !s.empty() && is_word_char(utf8::next(s, last_char_start(s)).cp);
 }
 
-bool starts_with_word(std::string_view s) { return !s.empty() && is_word_char(utf8::next(s, 0).cp); }
+bool starts_with_word(std::string_view s) {
+  return !s.empty() && is_word_char(utf8::next(s, 0).cp);
+}
 
 // Offset where the trailing run of whitespace of s begins.
 size_t trailing_space_start(std::string_view s) {
@@ -107,7 +116,8 @@ std::pair<size_t, int32_t> AddedVocabulary::Trie::longest_at(std::string_view te
 AddedVocabulary::AddedVocabulary(const Json* list, const Where& w, const BpeModel& model,
                                  const Normalizer* normalizer) {
   if (list == nullptr) return;
-  if (!list->is_array()) tokjson::bad(w, fmt::format("expected an array, got {}", tokjson::type_name(*list)));
+  if (!list->is_array())
+    tokjson::bad(w, fmt::format("expected an array, got {}", tokjson::type_name(*list)));
   const auto model_size = static_cast<int64_t>(model.size());
   std::vector<std::string> special_order, classic_order;  // contents, as Hugging Face orders them
   for (size_t i = 0; i < list->size(); ++i) {

@@ -56,7 +56,7 @@ class AddedVocabulary {
   struct Trie {
     struct Node {
       std::vector<std::pair<uint8_t, int32_t>> next;  // sorted by byte
-      int32_t id = -1;                                 // token id ending here
+      int32_t id = -1;                                // token id ending here
     };
     std::vector<Node> nodes{Node{}};
     std::array<bool, 256> first{};

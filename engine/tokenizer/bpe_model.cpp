@@ -19,8 +19,8 @@ BpeModel::BpeModel(const Json& model, const Where& w) {
   int32_t max_id = -1;
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
-      tokjson::bad(w.key("vocab"),
-                   fmt::format("token \"{}\": expected an id in [0, 2^31), got {}", token, id.dump()));
+      tokjson::bad(w.key("vocab"), fmt::format("token \"{}\": expected an id in [0, 2^31), got {}",
+                                               token, id.dump()));
     const auto v = static_cast<int32_t>(id.get<int64_t>());
     vocab_.emplace(token, v);
     max_id = std::max(max_id, v);
@@ -53,7 +53,8 @@ BpeModel::BpeModel(const Json& model, const Where& w) {
 
   const Json& merges = tokjson::member(model, "merges", w);
   if (!merges.is_array())
-    tokjson::bad(w.key("merges"), fmt::format("expected an array, got {}", tokjson::type_name(merges)));
+    tokjson::bad(w.key("merges"),
+                 fmt::format("expected an array, got {}", tokjson::type_name(merges)));
   merges_.reserve(merges.size());
   int32_t rank = 0;
   for (size_t i = 0; i < merges.size(); ++i) {
@@ -64,7 +65,8 @@ BpeModel::BpeModel(const Json& model, const Where& w) {
       if (s.rfind("#version", 0) == 0) continue;  // a merges.txt header line
       const size_t sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-        tokjson::bad(mw, fmt::format("merge \"{}\": expected two tokens separated by one space", s));
+        tokjson::bad(mw,
+                     fmt::format("merge \"{}\": expected two tokens separated by one space", s));
       add_merge(std::string_view(s).substr(0, sp), std::string_view(s).substr(sp + 1), rank, mw);
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       add_merge(m[0].get_ref<const std::string&>(), m[1].get_ref<const std::string&>(), rank, mw);
@@ -80,7 +82,8 @@ void BpeModel::add_merge(std::string_view a, std::string_view b, int32_t rank, c
   auto find = [&](std::string_view t) {
     auto it = vocab_.find(t);
     if (it == vocab_.end())
-      tokjson::bad(w, fmt::format("merge (\"{}\", \"{}\") refers to unknown token \"{}\"", a, b, t));
+      tokjson::bad(w,
+                   fmt::format("merge (\"{}\", \"{}\") refers to unknown token \"{}\"", a, b, t));
     return it->second;
   };
   const int32_t ia = find(a), ib = find(b);
@@ -205,7 +208,8 @@ void BpeModel::merge_word(std::string_view w, std::vector<int32_t>& out) const {
         queue.push({pm->rank, cur.prev, pm->new_id});
     }
     if (cur.next >= 0) {
-      if (const Merge* nm = lookup(cur.id, syms[cur.next].id)) queue.push({nm->rank, top.pos, nm->new_id});
+      if (const Merge* nm = lookup(cur.id, syms[cur.next].id))
+        queue.push({nm->rank, top.pos, nm->new_id});
     }
   }
   for (const Symbol& s : syms)

@@ -59,9 +59,9 @@ class BpeModel {
   TokenMap vocab_;
   std::vector<const std::string*> by_id_;  // into vocab_'s keys
   std::unordered_map<uint64_t, Merge> merges_;
-  std::array<int32_t, 256> byte_ids_{};     // "<0xXX>" tokens, -1 if absent
+  std::array<int32_t, 256> byte_ids_{};  // "<0xXX>" tokens, -1 if absent
   std::optional<int32_t> unk_id_;
-  std::string prefix_, suffix_;             // continuing_subword_prefix, end_of_word_suffix
+  std::string prefix_, suffix_;  // continuing_subword_prefix, end_of_word_suffix
   bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false;
 
   static constexpr size_t kCacheCapacity = 10000;

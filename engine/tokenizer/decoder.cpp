@@ -127,7 +127,8 @@ class ByteFallbackStep final : public DecodeStep {
       if (invalid_ || certainly_invalid(bytes_, checked_)) {
         invalid_ = true;
         checked_ = 0;
-        for (size_t k = 0; k < bytes_.size(); ++k) out.push_back({std::string(utf8::kReplacement), true});
+        for (size_t k = 0; k < bytes_.size(); ++k)
+          out.push_back({std::string(utf8::kReplacement), true});
         bytes_.clear();
       }
       return;
@@ -155,7 +156,8 @@ class ByteFallbackStep final : public DecodeStep {
       if (!certainly_invalid(bytes_, from) && from == bytes_.size()) {
         out.push_back({std::move(bytes_), true});
       } else {
-        for (size_t k = 0; k < bytes_.size(); ++k) out.push_back({std::string(utf8::kReplacement), true});
+        for (size_t k = 0; k < bytes_.size(); ++k)
+          out.push_back({std::string(utf8::kReplacement), true});
       }
     }
     bytes_.clear();
@@ -163,10 +165,10 @@ class ByteFallbackStep final : public DecodeStep {
     checked_ = 0;
   }
 
-  std::string bytes_;  // the current run of byte tokens
-  size_t checked_ = 0; // bytes_[0, checked_) are complete valid characters
+  std::string bytes_;   // the current run of byte tokens
+  size_t checked_ = 0;  // bytes_[0, checked_) are complete valid characters
   bool invalid_ = false;
-  std::string held_;   // fused text not yet known not to be a byte token
+  std::string held_;  // fused text not yet known not to be a byte token
   bool passing_ = false;
 };
 
@@ -360,8 +362,8 @@ void parse_into(const Json& j, const Where& w, DecoderChain& chain) {
     const int64_t start = tokjson::get_int_or(j, "start", w, 0);
     const int64_t stop = tokjson::get_int_or(j, "stop", w, 0);
     if (start < 0 || stop < 0) tokjson::bad(w, "start and stop must not be negative");
-    chain.steps.push_back(std::make_unique<StripSpec>(std::move(content), static_cast<size_t>(start),
-                                                      static_cast<size_t>(stop)));
+    chain.steps.push_back(std::make_unique<StripSpec>(
+        std::move(content), static_cast<size_t>(start), static_cast<size_t>(stop)));
   } else if (type == "Metaspace") {
     std::string rep = tokjson::get_string_or(j, "replacement", w, "\xE2\x96\x81");
     if (rep.empty()) tokjson::bad(w.key("replacement"), "expected a single character");
@@ -379,9 +381,10 @@ void parse_into(const Json& j, const Where& w, DecoderChain& chain) {
       if (!list[i].is_null()) parse_into(list[i], w.key("decoders").index(i), chain);
     }
   } else {
-    tokjson::bad(w.key("type"), fmt::format("unsupported decoder \"{}\" (supported: ByteLevel, "
-                                            "Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)",
-                                            type));
+    tokjson::bad(w.key("type"),
+                 fmt::format("unsupported decoder \"{}\" (supported: ByteLevel, "
+                             "Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)",
+                             type));
   }
 }
 

@@ -22,7 +22,8 @@ constexpr int kMaxGeneratedVocab = 1 << 22;
 
 constexpr const char* kChatTemplate =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
-    "+ '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' "
+    "+ '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ "
+    "'<|im_start|>assistant\\n' "
     "}}{% endif %}";
 
 struct Vocab {
@@ -72,7 +73,8 @@ void train(Vocab& v, int32_t target) {
   while (v.size() < target) {
     pairs.clear();
     for (const Word& w : words)
-      for (size_t i = 0; i + 1 < w.syms.size(); ++i) pairs[key(w.syms[i], w.syms[i + 1])] += w.count;
+      for (size_t i = 0; i + 1 < w.syms.size(); ++i)
+        pairs[key(w.syms[i], w.syms[i + 1])] += w.count;
     uint64_t best = 0;
     int64_t best_count = 0;
     for (const auto& [k, n] : pairs) {
@@ -120,9 +122,10 @@ void fill(Vocab& v, int32_t target) {
 
 GeneratedTokenizerFiles make_generated_tokenizer(int vocab_size) {
   if (vocab_size < 259 || vocab_size > kMaxGeneratedVocab)
-    fail("generated tokenizer: vocab_size {} out of range [259, {}] (256 byte tokens + 3 special "
-         "tokens at least)",
-         vocab_size, kMaxGeneratedVocab);
+    fail(
+        "generated tokenizer: vocab_size {} out of range [259, {}] (256 byte tokens + 3 special "
+        "tokens at least)",
+        vocab_size, kMaxGeneratedVocab);
   const int32_t target = vocab_size - 3;
   Vocab v;
   for (int b = 0; b < 256; ++b) {
@@ -139,14 +142,19 @@ GeneratedTokenizerFiles make_generated_tokenizer(int vocab_size) {
   for (const auto& [a, b] : v.merges) merges.push_back(OJson::array({v.text[a], v.text[b]}));
   OJson added = OJson::array();
   for (int k = 0; k < 3; ++k) {
-    added.push_back(OJson{{"id", target + k},          {"content", kSpecials[k]},
-                          {"single_word", false},      {"lstrip", false},
-                          {"rstrip", false},           {"normalized", false},
+    added.push_back(OJson{{"id", target + k},
+                          {"content", kSpecials[k]},
+                          {"single_word", false},
+                          {"lstrip", false},
+                          {"rstrip", false},
+                          {"normalized", false},
                           {"special", true}});
   }
   auto byte_level_cfg = [](bool trim_offsets) {
-    return OJson{{"type", "ByteLevel"}, {"add_prefix_space", false},
-                 {"trim_offsets", trim_offsets}, {"use_regex", true}};
+    return OJson{{"type", "ByteLevel"},
+                 {"add_prefix_space", false},
+                 {"trim_offsets", trim_offsets},
+                 {"use_regex", true}};
   };
   OJson tok;
   tok["version"] = "1.0";
@@ -171,7 +179,7 @@ GeneratedTokenizerFiles make_generated_tokenizer(int vocab_size) {
   OJson decoder = OJson::object();
   for (int k = 0; k < 3; ++k) {
     decoder[std::to_string(target + k)] =
-        OJson{{"content", kSpecials[k]}, {"lstrip", false},       {"normalized", false},
+        OJson{{"content", kSpecials[k]}, {"lstrip", false},      {"normalized", false},
               {"rstrip", false},         {"single_word", false}, {"special", true}};
   }
   OJson config;

@@ -75,7 +75,8 @@ inline bool get_bool_or(const Json& j, std::string_view k, const Where& w, bool 
 inline int64_t get_int_or(const Json& j, std::string_view k, const Where& w, int64_t dflt) {
   const Json* v = optional_member(j, k);
   if (v == nullptr) return dflt;
-  if (!v->is_number_integer()) bad(w.key(k), fmt::format("expected an integer, got {}", type_name(*v)));
+  if (!v->is_number_integer())
+    bad(w.key(k), fmt::format("expected an integer, got {}", type_name(*v)));
   return v->get<int64_t>();
 }
 

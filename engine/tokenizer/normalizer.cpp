@@ -22,10 +22,9 @@ class UnicodeForm final : public Normalizer {
     for (char c : s) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
     if (ascii) return;  // every normal form leaves ASCII alone
     utf8proc_uint8_t* out = nullptr;
-    const utf8proc_ssize_t n =
-        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
-                     static_cast<utf8proc_ssize_t>(s.size()), &out,
-                     static_cast<utf8proc_option_t>(options_));
+    const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
+                                            static_cast<utf8proc_ssize_t>(s.size()), &out,
+                                            static_cast<utf8proc_option_t>(options_));
     if (n < 0) fail("{} normalizer: {}", name_, utf8proc_errmsg(n));
     s.assign(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
     std::free(out);
@@ -114,16 +113,19 @@ std::unique_ptr<Normalizer> parse_normalizer(const Json& j, const Where& w) {
   if (j.is_null()) return nullptr;
   const std::string type = tokjson::type_of(j, w);
   if (type == "NFC") return std::make_unique<UnicodeForm>(type, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-  if (type == "NFD") return std::make_unique<UnicodeForm>(type, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE);
+  if (type == "NFD")
+    return std::make_unique<UnicodeForm>(type, UTF8PROC_STABLE | UTF8PROC_DECOMPOSE);
   if (type == "NFKC")
-    return std::make_unique<UnicodeForm>(type, UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT);
+    return std::make_unique<UnicodeForm>(type,
+                                         UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT);
   if (type == "NFKD")
     return std::make_unique<UnicodeForm>(type,
                                          UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT);
   if (type == "Prepend") return std::make_unique<Prepend>(tokjson::get_string(j, "prepend", w));
   if (type == "Replace") {
-    return std::make_unique<Replace>(parse_pattern(tokjson::member(j, "pattern", w), w.key("pattern")),
-                                     tokjson::get_string(j, "content", w));
+    return std::make_unique<Replace>(
+        parse_pattern(tokjson::member(j, "pattern", w), w.key("pattern")),
+        tokjson::get_string(j, "content", w));
   }
   if (type == "Strip") {
     return std::make_unique<Strip>(tokjson::get_bool_or(j, "strip_left", w, true),

@@ -122,12 +122,14 @@ class Digits final : public PreTokenizer {
       for (size_t i = 0; i < t.size();) {
         const utf8::Step st = utf8::next(t, i);
         const auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(st.cp));
-        if (cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL || cat == UTF8PROC_CATEGORY_NO)
+        if (cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL ||
+            cat == UTF8PROC_CATEGORY_NO)
           digits.push_back({i, i + st.len});
         i += st.len;
       }
       return split_ranges(t.size(), digits,
-                          individual_ ? SplitBehavior::kIsolated : SplitBehavior::kContiguous, false);
+                          individual_ ? SplitBehavior::kIsolated : SplitBehavior::kContiguous,
+                          false);
     });
   }
 
@@ -163,7 +165,7 @@ Metaspace::Prepend parse_prepend_scheme(const Json& j, const Where& w) {
   if (const Json* legacy = tokjson::optional_member(j, "add_prefix_space");
       legacy != nullptr && tokjson::optional_member(j, "prepend_scheme") == nullptr) {
     return tokjson::get_bool_or(j, "add_prefix_space", w, true) ? Metaspace::Prepend::kAlways
-                                                               : Metaspace::Prepend::kNever;
+                                                                : Metaspace::Prepend::kNever;
   }
   const std::string s = tokjson::get_string_or(j, "prepend_scheme", w, "always");
   if (s == "always") return Metaspace::Prepend::kAlways;
@@ -252,8 +254,9 @@ std::unique_ptr<PreTokenizer> parse_pre_tokenizer(const Json& j, const Where& w)
                                        tokjson::get_bool_or(j, "use_regex", w, true));
   }
   if (type == "Split") {
-    return std::make_unique<Split>(parse_pattern(tokjson::member(j, "pattern", w), w.key("pattern")),
-                                   parse_behavior(j, w), tokjson::get_bool_or(j, "invert", w, false));
+    return std::make_unique<Split>(
+        parse_pattern(tokjson::member(j, "pattern", w), w.key("pattern")), parse_behavior(j, w),
+        tokjson::get_bool_or(j, "invert", w, false));
   }
   if (type == "Metaspace") {
     std::string rep = tokjson::get_string_or(j, "replacement", w, "\xE2\x96\x81");

@@ -9,7 +9,8 @@ namespace qllm {
 const std::string& Tokenizer::Impl::token_text(int32_t id) const {
   if (const AddedToken* t = added.by_id(id)) return t->content;
   if (const std::string* t = model->id_to_token(id)) return *t;
-  if (id < 0 || id >= vocab_size) fail("{}: token id {} is out of range [0, {})", name, id, vocab_size);
+  if (id < 0 || id >= vocab_size)
+    fail("{}: token id {} is out of range [0, {})", name, id, vocab_size);
   fail("{}: token id {} has no token in the vocabulary", name, id);
 }
 

@@ -57,11 +57,13 @@ Tokenizer Tokenizer::from_json(std::string_view text, std::string_view name) {
   const Json& model = tokjson::member(root, "model", w);
   tokjson::expect_object(model, w.key("model"));
   const bool looks_bpe = model.contains("merges");
-  const std::string type = tokjson::get_string_or(model, "type", w.key("model"), looks_bpe ? "BPE" : "");
+  const std::string type =
+      tokjson::get_string_or(model, "type", w.key("model"), looks_bpe ? "BPE" : "");
   if (type != "BPE") {
     tokjson::bad(w.key("model").key("type"),
-                 type.empty() ? std::string("missing (only BPE models are supported)")
-                              : fmt::format("unsupported model \"{}\" (only BPE is supported)", type));
+                 type.empty()
+                     ? std::string("missing (only BPE models are supported)")
+                     : fmt::format("unsupported model \"{}\" (only BPE is supported)", type));
   }
   im->model = std::make_unique<BpeModel>(model, w.key("model"));
 

@@ -21,8 +21,8 @@ inline constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 struct Step {
   enum Kind { kChar, kInvalid, kIncomplete };
   Kind kind = kChar;
-  size_t len = 1;     // bytes consumed (kIncomplete: the bytes up to the end)
-  char32_t cp = 0;    // the code point when kind == kChar
+  size_t len = 1;   // bytes consumed (kIncomplete: the bytes up to the end)
+  char32_t cp = 0;  // the code point when kind == kChar
 };
 
 // Classifies the bytes of `s` starting at `i` (i < s.size()).

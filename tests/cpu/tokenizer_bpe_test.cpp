@@ -86,8 +86,12 @@ TEST(TokenizerBpe, MergeRankDecides) {
 TEST(TokenizerBpe, AddedTokensMatchLeftmostLongest) {
   json j = qllm::test::llama_like_tokenizer(false);
   auto add = [&](const char* content, bool special) {
-    j["added_tokens"].push_back({{"id", 0}, {"content", content}, {"single_word", false},
-                                 {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+    j["added_tokens"].push_back({{"id", 0},
+                                 {"content", content},
+                                 {"single_word", false},
+                                 {"lstrip", false},
+                                 {"rstrip", false},
+                                 {"normalized", false},
                                  {"special", special}});
   };
   add("<|im|>", true);
@@ -112,8 +116,7 @@ TEST(TokenizerBpe, AddedTokensMatchLeftmostLongest) {
 TEST(TokenizerBpe, InvalidUtf8InputIsRepaired) {
   const Tokenizer tok = Tokenizer::from_json(qllm::test::llama_like_tokenizer(false).dump());
   // A lone continuation byte becomes U+FFFD (EF BF BD), encoded as byte tokens.
-  EXPECT_EQ(tok.encode("a\x80"),
-            (Ids{kSpaceA, byte_id(0xEF), byte_id(0xBF), byte_id(0xBD)}));
+  EXPECT_EQ(tok.encode("a\x80"), (Ids{kSpaceA, byte_id(0xEF), byte_id(0xBF), byte_id(0xBD)}));
 }
 
 // One tokenizer shared by several threads (the BPE cache is shared).

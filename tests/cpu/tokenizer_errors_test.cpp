@@ -109,8 +109,8 @@ TEST(TokenizerErrors, UnsupportedComponentsAreNamed) {
 
 TEST(TokenizerErrors, BadValues) {
   json j = good();
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}},
-                        {"behavior", "Isolated"}};
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
   expect_error(j, {"pre_tokenizer.pattern", "(unclosed", "does not compile"});
   j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}};
   expect_error(j, {"pre_tokenizer.behavior", "Sideways"});

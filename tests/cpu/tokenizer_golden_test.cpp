@@ -91,20 +91,18 @@ TEST_P(GoldenTest, MatchesHuggingFace) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tokenizers, GoldenTest,
-                         ::testing::Values(GoldenSet{"gpt2", true}, GoldenSet{"olmoe", true},
-                                           GoldenSet{"qwen3", true}, GoldenSet{"qwen2.5", true},
-                                           GoldenSet{"mixtral", true}, GoldenSet{"llama2", true},
-                                           GoldenSet{"feature_metaspace", false},
-                                           GoldenSet{"feature_split", false},
-                                           GoldenSet{"decoders_bytelevel", false},
-                                           GoldenSet{"decoders_metaspace", false},
-                                           GoldenSet{"generated_1024", false}),
-                         [](const ::testing::TestParamInfo<GoldenSet>& p) {
-                           std::string n = p.param.name;
-                           for (char& ch : n)
-                             if (ch == '.') ch = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Tokenizers, GoldenTest,
+    ::testing::Values(GoldenSet{"gpt2", true}, GoldenSet{"olmoe", true}, GoldenSet{"qwen3", true},
+                      GoldenSet{"qwen2.5", true}, GoldenSet{"mixtral", true},
+                      GoldenSet{"llama2", true}, GoldenSet{"feature_metaspace", false},
+                      GoldenSet{"feature_split", false}, GoldenSet{"decoders_bytelevel", false},
+                      GoldenSet{"decoders_metaspace", false}, GoldenSet{"generated_1024", false}),
+    [](const ::testing::TestParamInfo<GoldenSet>& p) {
+      std::string n = p.param.name;
+      for (char& ch : n)
+        if (ch == '.') ch = '_';
+      return n;
+    });
 
 }  // namespace

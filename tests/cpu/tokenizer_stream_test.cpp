@@ -122,9 +122,9 @@ TEST(StreamDecoder, UnknownIdThrowsNamingIt) {
 void random_sequences(const Tokenizer& tok, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int32_t> any(0, tok.vocab_size() - 1);
-  const Ids text_ids =
-      tok.encode("\xF0\x9F\x9A\x80\xF0\x9F\x94\xA5 \xE4\xBD\xA0\xE5\xA5\xBD \xE0\xA4\xA8\xE0\xA4\xAE "
-                 "\xE9\xBE\x98 caf\xC3\xA9");
+  const Ids text_ids = tok.encode(
+      "\xF0\x9F\x9A\x80\xF0\x9F\x94\xA5 \xE4\xBD\xA0\xE5\xA5\xBD \xE0\xA4\xA8\xE0\xA4\xAE "
+      "\xE9\xBE\x98 caf\xC3\xA9");
   for (int round = 0; round < 200; ++round) {
     Ids ids;
     const int n = 1 + static_cast<int>(rng() % 30);
@@ -150,8 +150,8 @@ TEST(StreamDecoder, RandomSequencesRealTokenizers) {
   QLLM_REQUIRE_SHARED_DATA("tokenizers/qwen2/qwen3/tokenizer.json");
   const auto dir = qllm::test::shared_data_dir() / "tokenizers";
   uint32_t seed = 10;
-  for (const char* f : {"qwen2/qwen3/tokenizer.json", "mixtral/tokenizer.json", "llama2/tokenizer.json",
-                        "olmoe/tokenizer.json", "gpt2/tokenizer.json"}) {
+  for (const char* f : {"qwen2/qwen3/tokenizer.json", "mixtral/tokenizer.json",
+                        "llama2/tokenizer.json", "olmoe/tokenizer.json", "gpt2/tokenizer.json"}) {
     if (!std::filesystem::exists(dir / f)) continue;
     SCOPED_TRACE(f);
     random_sequences(Tokenizer::from_file(dir / f), seed++);

@@ -24,13 +24,13 @@ inline nlohmann::json llama_like_tokenizer(bool merges_as_pairs) {
     std::snprintf(name, sizeof name, "<0x%02X>", b);
     vocab[name] = next++;
   }
-  const std::vector<std::string> pieces = {sp, "a", "b", "c", "h", "e", "l", "o",
-                                           sp + "a", "ab", sp + "ab", "he", "ll", "hell", "hello",
-                                           sp + "hello", "\xC3\xA9" /* é */};
+  const std::vector<std::string> pieces = {
+      sp,   "a",       "b",  "c",  "h",    "e",     "l",          "o",       sp + "a",
+      "ab", sp + "ab", "he", "ll", "hell", "hello", sp + "hello", "\xC3\xA9" /* é */};
   for (const auto& p : pieces) vocab[p] = next++;
   const std::vector<std::pair<std::string, std::string>> merges = {
-      {sp, "a"}, {"a", "b"}, {sp + "a", "b"}, {"h", "e"}, {"l", "l"},
-      {"he", "ll"}, {"hell", "o"}, {sp, "hello"}};
+      {sp, "a"},  {"a", "b"},   {sp + "a", "b"}, {"h", "e"},
+      {"l", "l"}, {"he", "ll"}, {"hell", "o"},   {sp, "hello"}};
   json m = json::array();
   for (const auto& [a, b] : merges) {
     if (merges_as_pairs)
@@ -41,8 +41,13 @@ inline nlohmann::json llama_like_tokenizer(bool merges_as_pairs) {
   json added = json::array();
   for (int id = 0; id < 3; ++id) {
     const char* names[] = {"<unk>", "<s>", "</s>"};
-    added.push_back({{"id", id}, {"content", names[id]}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+    added.push_back({{"id", id},
+                     {"content", names[id]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   }
   return json{
       {"version", "1.0"},

@@ -16,10 +16,10 @@ TEST(Utf8, LossyFollowsMaximalSubparts) {
   EXPECT_EQ(utf8::to_lossy("abc"), "abc");
   EXPECT_EQ(utf8::to_lossy("\xC3\xA9"), "\xC3\xA9");
   EXPECT_EQ(utf8::to_lossy("\x80"), R);
-  EXPECT_EQ(utf8::to_lossy("\xE2\x82x"), R + "x");           // one for E2 82
-  EXPECT_EQ(utf8::to_lossy("\xF0\x9F\x98"), R);              // incomplete at the end
-  EXPECT_EQ(utf8::to_lossy("\xED\xA0\x80"), R + R + R);      // surrogate: each byte
-  EXPECT_EQ(utf8::to_lossy("\xC0\xAF"), R + R);              // overlong
+  EXPECT_EQ(utf8::to_lossy("\xE2\x82x"), R + "x");               // one for E2 82
+  EXPECT_EQ(utf8::to_lossy("\xF0\x9F\x98"), R);                  // incomplete at the end
+  EXPECT_EQ(utf8::to_lossy("\xED\xA0\x80"), R + R + R);          // surrogate: each byte
+  EXPECT_EQ(utf8::to_lossy("\xC0\xAF"), R + R);                  // overlong
   EXPECT_EQ(utf8::to_lossy("\xF4\x90\x80\x80"), R + R + R + R);  // above U+10FFFF
   EXPECT_EQ(utf8::to_lossy("\xFF\xFEok"), R + R + "ok");
   EXPECT_FALSE(utf8::is_valid("\xE2\x82"));
@@ -68,15 +68,32 @@ TEST(ByteLevel, TableRoundTrips) {
 TEST(Regex, OnigurumaSpaces) {
   const auto re = qllm::Regex::compile(R"(\s+)");
   // U+180E is not White_Space (PCRE2's \s would take it); U+0085 and U+3000 are.
-  EXPECT_TRUE(re.find_all("a\xE1\xA0\x8E" "b").empty());
-  EXPECT_EQ(re.find_all("a\xC2\x85" "b").size(), 1u);
-  EXPECT_EQ(re.find_all("a\xE3\x80\x80" "b").size(), 1u);
+  EXPECT_TRUE(re.find_all("a\xE1\xA0\x8E"
+                          "b")
+                  .empty());
+  EXPECT_EQ(re.find_all("a\xC2\x85"
+                        "b")
+                .size(),
+            1u);
+  EXPECT_EQ(re.find_all("a\xE3\x80\x80"
+                        "b")
+                .size(),
+            1u);
   const auto cls = qllm::Regex::compile(R"([^\s\p{L}]+)");
   EXPECT_EQ(cls.find_all("\xE1\xA0\x8E").size(), 1u);
-  EXPECT_EQ(qllm::translate_oniguruma_spaces(R"(a\\s)"), R"(a\\s)");  // an escaped backslash, then s
-  const auto bracket = qllm::Regex::compile(R"([\]\s]+)");     // "]" or a space
-  ASSERT_EQ(bracket.find_all("a] \xE3\x80\x80" "b").size(), 1u);
-  EXPECT_EQ(bracket.find_all("a] \xE3\x80\x80" "b")[0].end, 6u);
+  EXPECT_EQ(qllm::translate_oniguruma_spaces(R"(a\\s)"),
+            R"(a\\s)");                                     // an escaped backslash, then s
+  const auto bracket = qllm::Regex::compile(R"([\]\s]+)");  // "]" or a space
+  ASSERT_EQ(bracket
+                .find_all("a] \xE3\x80\x80"
+                          "b")
+                .size(),
+            1u);
+  EXPECT_EQ(bracket
+                .find_all("a] \xE3\x80\x80"
+                          "b")[0]
+                .end,
+            6u);
   const auto lit = qllm::Regex::compile("a.b", /*literal=*/true);
   EXPECT_EQ(lit.find_all("axb a.b").size(), 1u);
 }

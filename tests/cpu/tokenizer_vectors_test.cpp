@@ -74,7 +74,8 @@ TEST(TokenizerVectors, OlmoeGgmlNeoxPrompts) {
 }
 
 TEST(TokenizerVectors, Qwen25GoldenTokens) {
-  QLLM_REQUIRE_SHARED_DATA("tokenizers/qwen2/qwen2.5/golden_tokens.qwen2.5-0.5b.hf-tokenizers.json");
+  QLLM_REQUIRE_SHARED_DATA(
+      "tokenizers/qwen2/qwen2.5/golden_tokens.qwen2.5-0.5b.hf-tokenizers.json");
   const auto dir = tokenizers_dir() / "qwen2" / "qwen2.5";
   const auto golden =
       nlohmann::json::parse(read_file(dir / "golden_tokens.qwen2.5-0.5b.hf-tokenizers.json"));
@@ -98,10 +99,10 @@ TEST(TokenizerVectors, MistralCommonChat) {
   const auto dir = tokenizers_dir() / "mixtral";
   const Tokenizer tok = Tokenizer::from_file(dir);  // a folder holding tokenizer.json
   const std::string pieces = read_file(dir / "mistral_common_samples" / "no_tools.text_v1.txt");
-  const auto want = nlohmann::json::parse(read_file(dir / "mistral_common_samples" /
-                                                    "no_tools.tokens_v1.json"))
-                        .at("tokens")
-                        .get<std::vector<int32_t>>();
+  const auto want =
+      nlohmann::json::parse(read_file(dir / "mistral_common_samples" / "no_tools.tokens_v1.json"))
+          .at("tokens")
+          .get<std::vector<int32_t>>();
   ASSERT_EQ(want.size(), 118u);
   const std::string space = "\xE2\x96\x81";
   std::string text = replace_all(pieces, "<s>" + space, "<s>");
@@ -132,8 +133,8 @@ TEST(TokenizerVectors, VocabularySizesAndSpecialTokens) {
     EXPECT_EQ(olmoe.vocab_size(), 50280);
     EXPECT_EQ(olmoe.token_to_id("<|endoftext|>"), 50279);
     EXPECT_TRUE(olmoe.is_special(50279));
-    EXPECT_TRUE(olmoe.is_special(1));                       // <|padding|>
-    EXPECT_FALSE(olmoe.is_special(50254));                  // 24 spaces
+    EXPECT_TRUE(olmoe.is_special(1));       // <|padding|>
+    EXPECT_FALSE(olmoe.is_special(50254));  // 24 spaces
     EXPECT_EQ(olmoe.encode(std::string(24, ' ')), std::vector<int32_t>{50254});
   }
   if (std::filesystem::exists(dir / "mixtral" / "tokenizer.json")) {
