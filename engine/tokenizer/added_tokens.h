@@ -10,6 +10,7 @@
 #include "engine/tokenizer/bpe_model.h"
 #include "engine/tokenizer/json_util.h"
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
