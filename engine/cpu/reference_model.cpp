@@ -50,38 +50,75 @@ ReferenceModel::ReferenceModel(const Checkpoint& ck) : desc_(ck.desc()) {
   }
 }
 
+PagedKv::PagedKv(int layers_, int num_blocks_, int block_size_, int kv_dim_)
+    : layers(layers_), num_blocks(num_blocks_), block_size(block_size_), kv_dim(kv_dim_) {
+  const size_t n = size_t(layers) * size_t(num_blocks) * size_t(block_size) * size_t(kv_dim);
+  k.assign(n, 0.0f);
+  v.assign(n, 0.0f);
+}
+
+PagedKv ReferenceModel::new_paged_kv(int num_blocks, int block_size) const {
+  return PagedKv(desc_.layers, num_blocks, block_size, desc_.kv_dim());
+}
+
 KvCache ReferenceModel::new_cache(int max_len) const {
   KvCache c;
+  c.kv = new_paged_kv(1, max_len);
   c.max_len = max_len;
-  c.kv_dim = desc_.kv_dim();
-  const size_t n = size_t(desc_.layers) * size_t(max_len) * size_t(c.kv_dim);
-  c.k.assign(n, 0.0f);
-  c.v.assign(n, 0.0f);
   return c;
 }
 
-Pass ReferenceModel::begin(KvCache& cache, std::span<const int32_t> tokens) const {
+Pass ReferenceModel::begin(const PagedKv& kv, std::span<const SeqChunk> chunks) const {
   const int H = desc_.hidden;
-  if (tokens.empty()) fail("a forward pass needs at least one token");
-  if (cache.len + int(tokens.size()) > cache.max_len)
-    fail("sequence of {} tokens exceeds the KV cache's {} positions", cache.len + tokens.size(),
-         cache.max_len);
   Pass p;
-  p.T = int(tokens.size());
-  p.start_pos = cache.len;
-  p.tokens.assign(tokens.begin(), tokens.end());
-  p.x.resize(size_t(p.T) * size_t(H));
-  for (int t = 0; t < p.T; ++t) {
-    const int32_t id = tokens[size_t(t)];
-    if (id < 0 || id >= desc_.vocab) fail("token id {} is outside the vocabulary [0, {})", id, desc_.vocab);
-    std::copy_n(embed_.data() + int64_t(id) * H, H, p.x.data() + int64_t(t) * H);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const auto& ch = chunks[c];
+    const int end = ch.start_pos + int(ch.tokens.size());
+    if (ch.start_pos < 0 || int64_t(ch.block_table.size()) * kv.block_size < end)
+      fail("sequence {} of the pass: its block table ({} blocks of {}) does not cover positions "
+           "up to {}", c, ch.block_table.size(), kv.block_size, end);
+    for (int32_t b : ch.block_table)
+      if (b < 0 || b >= kv.num_blocks)
+        fail("sequence {} of the pass: block {} is outside the KV cache's {} blocks", c, b, kv.num_blocks);
+    p.tables.emplace_back(ch.block_table.begin(), ch.block_table.end());
+    for (size_t i = 0; i < ch.tokens.size(); ++i) {
+      const int32_t id = ch.tokens[i];
+      if (id < 0 || id >= desc_.vocab)
+        fail("token id {} is outside the vocabulary [0, {})", id, desc_.vocab);
+      const int pos = ch.start_pos + int(i);
+      p.tokens.push_back(id);
+      p.pos.push_back(pos);
+      p.seq.push_back(int(c));
+      p.slot.push_back(int64_t(ch.block_table[size_t(pos / kv.block_size)]) * kv.block_size +
+                       pos % kv.block_size);
+    }
+    if (ch.logits && !ch.tokens.empty()) p.logit_rows.push_back(int(p.tokens.size()) - 1);
   }
+  p.T = int(p.tokens.size());
+  if (p.T == 0) fail("a forward pass needs at least one token");
+  p.x.resize(size_t(p.T) * size_t(H));
+  for (int t = 0; t < p.T; ++t)
+    std::copy_n(embed_.data() + int64_t(p.tokens[size_t(t)]) * H, H, p.x.data() + int64_t(t) * H);
   p.h.resize(p.x.size());
-  cache.len += p.T;
   return p;
 }
 
-void ReferenceModel::attn_unit(Pass& p, KvCache& cache, int layer) const {
+Pass ReferenceModel::begin(KvCache& cache, std::span<const int32_t> tokens, bool all_rows) const {
+  if (cache.len + int64_t(tokens.size()) > cache.max_len)
+    fail("sequence of {} tokens exceeds the KV cache's {} positions", cache.len + tokens.size(),
+         cache.max_len);
+  static const int32_t kOnlyBlock = 0;
+  SeqChunk ch{tokens, cache.len, std::span(&kOnlyBlock, 1), true};
+  Pass p = begin(cache.kv, std::span(&ch, 1));
+  if (all_rows) {
+    p.logit_rows.resize(size_t(p.T));
+    std::iota(p.logit_rows.begin(), p.logit_rows.end(), 0);
+  }
+  cache.len += int(tokens.size());
+  return p;
+}
+
+void ReferenceModel::attn_unit(Pass& p, PagedKv& kv, int layer) const {
   const auto& d = desc_;
   const auto& L = layers_[size_t(layer)];
   const int T = p.T, H = d.hidden, hd = d.head_dim, nh = d.heads, nkv = d.kv_heads;
@@ -108,33 +145,39 @@ void ReferenceModel::attn_unit(Pass& p, KvCache& cache, int layer) const {
       for (float& f : *buf) f = std::clamp(f, -c, c);
   }
   for (int t = 0; t < T; ++t) {
-    const int pos = p.start_pos + t;
+    const int pos = p.pos[size_t(t)];
     rope(q.data() + int64_t(t) * qd, nh, hd, pos, d.rope_theta);
     rope(k.data() + int64_t(t) * kvd, nkv, hd, pos, d.rope_theta);
-    std::copy_n(k.data() + int64_t(t) * kvd, kvd, cache.k_at(layer, pos));
-    std::copy_n(v.data() + int64_t(t) * kvd, kvd, cache.v_at(layer, pos));
+    std::copy_n(k.data() + int64_t(t) * kvd, kvd, kv.k_at(layer, p.slot[size_t(t)]));
+    std::copy_n(v.data() + int64_t(t) * kvd, kvd, kv.v_at(layer, p.slot[size_t(t)]));
   }
-  // Causal GQA attention over the cache.
+  // Causal GQA attention of each token over its own sequence's blocks.
   std::vector<float> att(size_t(T) * qd, 0.0f), scores;
+  std::vector<int64_t> key_slots;
   const float scale = 1.0f / std::sqrt(float(hd));
+  const int bs = kv.block_size;
   for (int t = 0; t < T; ++t) {
-    const int pos = p.start_pos + t;
+    const int pos = p.pos[size_t(t)];
+    const auto& table = p.tables[size_t(p.seq[size_t(t)])];
     const int lo = d.sliding_window ? std::max(0, pos - *d.sliding_window + 1) : 0;
-    scores.resize(size_t(pos - lo + 1));
+    key_slots.resize(size_t(pos - lo + 1));
+    for (int j = lo; j <= pos; ++j)
+      key_slots[size_t(j - lo)] = int64_t(table[size_t(j / bs)]) * bs + j % bs;
+    scores.resize(key_slots.size());
     for (int h = 0; h < nh; ++h) {
       const int kvh = h / d.group_size();
       const float* qh = q.data() + int64_t(t) * qd + int64_t(h) * hd;
-      for (int j = lo; j <= pos; ++j) {
-        const float* kj = cache.k_at(layer, j) + int64_t(kvh) * hd;
+      for (size_t j = 0; j < key_slots.size(); ++j) {
+        const float* kj = kv.k_at(layer, key_slots[j]) + int64_t(kvh) * hd;
         float s = 0;
         for (int i = 0; i < hd; ++i) s += qh[i] * kj[i];
-        scores[size_t(j - lo)] = s * scale;
+        scores[j] = s * scale;
       }
       softmax(scores.data(), int64_t(scores.size()));
       float* out = att.data() + int64_t(t) * qd + int64_t(h) * hd;
-      for (int j = lo; j <= pos; ++j) {
-        const float* vj = cache.v_at(layer, j) + int64_t(kvh) * hd;
-        const float w = scores[size_t(j - lo)];
+      for (size_t j = 0; j < key_slots.size(); ++j) {
+        const float* vj = kv.v_at(layer, key_slots[j]) + int64_t(kvh) * hd;
+        const float w = scores[j];
         for (int i = 0; i < hd; ++i) out[i] += w * vj[i];
       }
     }
@@ -213,24 +256,36 @@ void ReferenceModel::expert_unit(Pass& p, int layer, int expert) const {
   }
 }
 
-void ReferenceModel::head_unit(Pass& p, bool all_rows) const {
+void ReferenceModel::head_unit(Pass& p) const {
   const int H = desc_.hidden, V = desc_.vocab;
-  const int first = all_rows ? 0 : p.T - 1, rows = p.T - first;
-  std::vector<float> xn(size_t(rows) * H);
-  rms_norm(p.x.data() + int64_t(first) * H, final_norm_.data(), xn.data(), rows, H, desc_.rms_eps);
+  const int rows = int(p.logit_rows.size());
+  std::vector<float> xr(size_t(rows) * H), xn(size_t(rows) * H);
+  for (int r = 0; r < rows; ++r)
+    std::copy_n(p.x.data() + int64_t(p.logit_rows[size_t(r)]) * H, H, xr.data() + int64_t(r) * H);
+  rms_norm(xr.data(), final_norm_.data(), xn.data(), rows, H, desc_.rms_eps);
   p.logits.resize(size_t(rows) * V);
   const auto& w = lm_head_.empty() ? embed_ : lm_head_;
   linear(xn.data(), w.data(), p.logits.data(), rows, H, V);
 }
 
-std::vector<float> ReferenceModel::forward(KvCache& cache, std::span<const int32_t> tokens,
-                                           bool all_rows) const {
-  Pass p = begin(cache, tokens);
+void ReferenceModel::run_units(Pass& p, PagedKv& kv) const {
   for (int l = 0; l < desc_.layers; ++l) {
-    attn_unit(p, cache, l);
+    attn_unit(p, kv, l);
     for (int e : active_experts(p)) expert_unit(p, l, e);
   }
-  head_unit(p, all_rows);
+  head_unit(p);
+}
+
+std::vector<float> ReferenceModel::forward(PagedKv& kv, std::span<const SeqChunk> chunks) const {
+  Pass p = begin(kv, chunks);
+  run_units(p, kv);
+  return std::move(p.logits);
+}
+
+std::vector<float> ReferenceModel::forward(KvCache& cache, std::span<const int32_t> tokens,
+                                           bool all_rows) const {
+  Pass p = begin(cache, tokens, all_rows);
+  run_units(p, cache.kv);
   return std::move(p.logits);
 }
 

@@ -106,8 +106,8 @@ TEST(ReferenceModel, ChunkedPrefillEqualsOneShot) {
   for (size_t i = 0; i < one.size(); ++i) worst = std::max(worst, double(std::fabs(one[i] - chunked[i])));
   EXPECT_LT(worst, 1e-4);
   // Every op works per token row in a fixed order: the caches agree exactly.
-  EXPECT_EQ(a.k, b.k);
-  EXPECT_EQ(a.v, b.v);
+  EXPECT_EQ(a.kv.k, b.kv.k);
+  EXPECT_EQ(a.kv.v, b.kv.v);
 }
 
 TEST(ReferenceModel, InterleavedUnitsAreBitIdentical) {
@@ -121,12 +121,12 @@ TEST(ReferenceModel, InterleavedUnitsAreBitIdentical) {
   const auto alone = model.forward(alone_cache, be);
 
   auto be_cache = model.new_cache(16), ls_cache = model.new_cache(16);
-  auto p = model.begin(be_cache, be);
-  auto q = model.begin(ls_cache, ls);
+  auto p = model.begin(be_cache, std::span(be));
+  auto q = model.begin(ls_cache, std::span(ls));
   const int L = ck.desc().layers;
   for (int l = 0; l < L; ++l) {
-    model.attn_unit(p, be_cache, l);
-    model.attn_unit(q, ls_cache, l);  // LS work lands between BE units
+    model.attn_unit(p, be_cache.kv, l);
+    model.attn_unit(q, ls_cache.kv, l);  // LS work lands between BE units
     bool ls_experts_done = false;
     for (int e : model.active_experts(p)) {
       model.expert_unit(p, l, e);
@@ -135,9 +135,66 @@ TEST(ReferenceModel, InterleavedUnitsAreBitIdentical) {
       ls_experts_done = true;
     }
   }
-  model.head_unit(p, false);
+  model.head_unit(p);
   ASSERT_EQ(p.logits.size(), alone.size());
   EXPECT_EQ(0, std::memcmp(p.logits.data(), alone.data(), alone.size() * sizeof(float)));
+}
+
+TEST(ReferenceModel, BatchedPagedPassEqualsEachSequenceAlone) {
+  // Continuous batching: a prefill chunk and decode tokens of other sequences
+  // in one pass, KV in scattered blocks of 4, give each sequence bit for bit
+  // the logits it gets alone with a contiguous cache.
+  const auto ck = make_ckpt("qwen3_moe", 21, DType::BF16, false, "batch");
+  const cpu::ReferenceModel model(ck);
+  const std::vector<int32_t> a = {11, 12, 13, 14, 15, 16, 17};
+  const std::vector<int32_t> b = {21, 22, 23};
+  const std::vector<int32_t> c = {31, 32, 33, 34, 35};
+  auto alone = [&](const std::vector<int32_t>& prompt, int32_t next) {
+    auto cache = model.new_cache(16);
+    const auto first = model.forward(cache, prompt);
+    const auto second = model.forward(cache, std::span(&next, 1));
+    return std::make_pair(first, second);
+  };
+  const auto ra = alone(a, 5), rb = alone(b, 6), rc = alone(c, 7);
+
+  auto kv = model.new_paged_kv(16, 4);
+  const std::vector<int32_t> ta = {9, 2}, tb = {7}, tc = {0, 14};  // scattered blocks
+  // Pass 1: prefill a and b, and the first 3 tokens of c (no logits yet).
+  const cpu::SeqChunk pass1[] = {{a, 0, ta, true}, {b, 0, tb, true},
+                                 {std::span(c).first(3), 0, tc, false}};
+  const auto l1 = model.forward(kv, pass1);
+  // Pass 2: decode a and b, and the rest of c's prompt.
+  const int32_t na = 5, nb = 6;
+  const cpu::SeqChunk pass2[] = {{std::span(&na, 1), 7, ta, true},
+                                 {std::span(c).subspan(3), 3, tc, true},
+                                 {std::span(&nb, 1), 3, tb, true}};
+  const auto l2 = model.forward(kv, pass2);
+  const int32_t nc = 7;
+  const cpu::SeqChunk pass3[] = {{std::span(&nc, 1), 5, tc, true}};
+  const auto l3 = model.forward(kv, pass3);
+
+  const size_t V = size_t(ck.desc().vocab);
+  auto row = [&](const std::vector<float>& l, size_t r) { return std::vector<float>(l.begin() + long(r * V), l.begin() + long((r + 1) * V)); };
+  EXPECT_EQ(row(l1, 0), ra.first);
+  EXPECT_EQ(row(l1, 1), rb.first);
+  EXPECT_EQ(l1.size(), 2 * V);  // c asked for no logits
+  EXPECT_EQ(row(l2, 0), ra.second);
+  EXPECT_EQ(row(l2, 1), rc.first);
+  EXPECT_EQ(row(l2, 2), rb.second);
+  EXPECT_EQ(row(l3, 0), rc.second);
+}
+
+TEST(ReferenceModel, RejectsBadBlockTables) {
+  const auto ck = make_ckpt("mixtral", 2, DType::BF16, false, "tables");
+  const cpu::ReferenceModel model(ck);
+  auto kv = model.new_paged_kv(4, 4);
+  const std::vector<int32_t> toks = {1, 2, 3, 4, 5};
+  const std::vector<int32_t> short_table = {0};
+  const cpu::SeqChunk uncovered[] = {{toks, 0, short_table, true}};
+  EXPECT_THROW(model.forward(kv, uncovered), Error);
+  const std::vector<int32_t> bad_block = {0, 9};
+  const cpu::SeqChunk outside[] = {{toks, 0, bad_block, true}};
+  EXPECT_THROW(model.forward(kv, outside), Error);
 }
 
 TEST(ReferenceModel, RejectsBadTokensAndOverflow) {
