@@ -26,14 +26,7 @@ struct IndexPlan {
 };
 
 IndexPlan read_index(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) fail("{}: cannot open for reading", p.string());
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", p.string(), e.what());
-  }
+  const nlohmann::json j = read_json_file(p);
   const JsonReader r(j, p.string());
   IndexPlan plan;
   if (const auto* m = r.find("metadata")) {

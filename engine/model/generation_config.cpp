@@ -31,15 +31,7 @@ GenerationConfig load_generation_config(const std::filesystem::path& dir) {
   const auto p = dir / "generation_config.json";
   std::error_code ec;
   if (!std::filesystem::exists(p, ec)) return {};
-  std::ifstream f(p, std::ios::binary);
-  if (!f) fail("{}: cannot open for reading", p.string());
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", p.string(), e.what());
-  }
-  return parse_generation_config(j, p.string());
+  return parse_generation_config(read_json_file(p), p.string());
 }
 
 }  // namespace qllm

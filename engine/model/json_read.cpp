@@ -1,5 +1,7 @@
 #include "engine/model/json_read.h"
 
+#include <fstream>
+
 #include "engine/common/error.h"
 
 #include <cmath>
@@ -124,6 +126,16 @@ std::vector<int> JsonReader::int_list(std::string_view key, int64_t lo, int64_t 
   for (size_t i = 0; i < v->size(); ++i)
     out.push_back(static_cast<int>(as_int(fmt::format("{}[{}]", key, i), (*v)[i], lo, hi)));
   return out;
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) fail("{}: cannot open for reading", p.string());
+  try {
+    return nlohmann::json::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON: {}", p.string(), e.what());
+  }
 }
 
 }  // namespace qllm

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,6 +48,10 @@ class JsonReader {
   const nlohmann::json& obj_;
   std::string what_;
 };
+
+// Reads and parses a JSON file; qllm::Error naming the path when it cannot be
+// opened or is not valid JSON.
+nlohmann::json read_json_file(const std::filesystem::path& p);
 
 // Short rendering of a JSON value for messages: `"abc" (string)`, `1.5 (number)`.
 std::string describe_json(const nlohmann::json& v);

@@ -236,20 +236,6 @@ ModelDesc parse_model_desc(const nlohmann::json& j, std::string_view what) {
   return d;
 }
 
-namespace {
-
-nlohmann::json read_json_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) fail("{}: cannot open for reading", p.string());
-  try {
-    return nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", p.string(), e.what());
-  }
-}
-
-}  // namespace
-
 ModelDesc load_model_desc(const std::filesystem::path& path) {
   std::error_code ec;
   const bool is_dir = std::filesystem::is_directory(path, ec);

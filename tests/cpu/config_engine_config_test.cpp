@@ -2,6 +2,7 @@
 // the shipped YAML files under configs/.
 #include "engine/common/error.h"
 #include "engine/config/engine_config.h"
+#include "tests/test_errors.h"
 #include "tests/test_paths.h"
 
 #include <gtest/gtest.h>
@@ -14,17 +15,7 @@ using qllm::parse_engine_config;
 
 namespace {
 
-// Runs f, expects qllm::Error, and returns its message.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const qllm::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected qllm::Error";
-  return {};
-}
+using qllm::test::error_of;
 
 std::string read(const std::filesystem::path& p) {
   std::ifstream in(p);

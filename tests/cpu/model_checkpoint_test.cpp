@@ -6,6 +6,8 @@
 #include "tests/test_paths.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/test_errors.h"
 #include <nlohmann/json.hpp>
 
 #include <cstring>
@@ -20,18 +22,7 @@ using nlohmann::json;
 
 const CheckpointOptions kQuiet{.progress = false};
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no qllm::Error thrown";
-  return {};
-}
-
-#define EXPECT_HAS(msg, needle) EXPECT_NE((msg).find(needle), std::string::npos) << (msg)
+using qllm::test::error_of;
 
 fs::path make(const std::string& name, const std::string& arch, bool fused = false,
               DType dtype = DType::BF16, uint64_t shard = 0, uint64_t seed = 7) {

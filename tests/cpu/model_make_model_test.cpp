@@ -6,6 +6,8 @@
 #include "tests/test_paths.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/test_errors.h"
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -18,18 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no qllm::Error thrown";
-  return {};
-}
-
-#define EXPECT_HAS(msg, needle) EXPECT_NE((msg).find(needle), std::string::npos) << (msg)
+using qllm::test::error_of;
 
 MakeModelOptions opts(const std::string& name, const std::string& arch = "mixtral") {
   MakeModelOptions o;
