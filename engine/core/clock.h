@@ -1,0 +1,44 @@
+// The engine's notion of time. Scheduling decisions (BE promotion) and every
+// reported timestamp read it, so tests can run the engine on a fake clock.
+#pragma once
+
+#include <chrono>
+
+namespace qllm {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual double now() const = 0;  // seconds
+  // Called after each work unit with the wall time it took.
+  virtual void unit_ran(double wall_s) = 0;
+  // Called when the engine has nothing to run until `t` (an arrival).
+  virtual void idle_until(double t) = 0;
+};
+
+// Fake time: every unit costs `unit_s`; idle time jumps.
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(double unit_s = 1e-3) : unit_s_(unit_s) {}
+  double now() const override { return t_; }
+  void unit_ran(double) override { t_ += unit_s_; }
+  void idle_until(double t) override { t_ = t > t_ ? t : t_; }
+
+ private:
+  double unit_s_, t_ = 0;
+};
+
+// Measured time: units advance it by their wall time, idle gaps jump, so a
+// workload runs as fast as the machine computes while its latencies are
+// those of real execution.
+class MeasuredClock final : public Clock {
+ public:
+  double now() const override { return t_; }
+  void unit_ran(double wall_s) override { t_ += wall_s; }
+  void idle_until(double t) override { t_ = t > t_ ? t : t_; }
+
+ private:
+  double t_ = 0;
+};
+
+}  // namespace qllm

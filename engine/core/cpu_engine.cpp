@@ -1,0 +1,230 @@
+#include "engine/core/cpu_engine.h"
+
+#include "engine/common/error.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace qllm {
+
+struct CpuEngine::Seq {
+  Request req;
+  std::vector<int32_t> tokens;  // prompt, then sampled tokens
+  int computed = 0;             // positions whose KV is written
+  int outputs = 0;
+  int in_slot = -1;
+  bool has_blocks = false;
+};
+
+struct CpuEngine::SlotWork {
+  PriorityClass cls = PriorityClass::BE;
+  cpu::Pass pass;
+  std::vector<int> experts;  // experts with tokens in the current layer
+  struct Part {
+    uint64_t id;
+    int n;
+    bool logits;
+  };
+  std::vector<Part> parts;
+};
+
+CpuEngine::CpuEngine(const cpu::ReferenceModel& model, const EngineLimits& limits, Clock& clock)
+    : model_(model), lim_(limits), clock_(clock) {
+  if (lim_.ls_slots < 0 || lim_.be_slots < 0 || lim_.ls_slots + lim_.be_slots < 1 ||
+      lim_.ls_slots + lim_.be_slots > sched::kMaxSlots)
+    fail("engine: {} LS + {} BE slots: need 1 to {} slots in all", lim_.ls_slots, lim_.be_slots,
+         sched::kMaxSlots);
+  blocks_ = std::make_unique<BlockManager>(lim_.kv_blocks, lim_.block_size);
+  kv_ = model_.new_paged_kv(lim_.kv_blocks, lim_.block_size);
+  table_.n_slots = lim_.ls_slots + lim_.be_slots;
+  for (int i = 0; i < table_.n_slots; ++i) {
+    slots_.push_back(std::make_unique<SlotWork>());
+    slots_.back()->cls = i < lim_.ls_slots ? PriorityClass::LS : PriorityClass::BE;
+  }
+}
+
+CpuEngine::~CpuEngine() = default;
+
+uint64_t CpuEngine::now_ns() const { return uint64_t(std::max(0.0, clock_.now()) * 1e9); }
+
+void CpuEngine::submit(Request r) {
+  const auto& d = model_.desc();
+  if (r.prompt.empty()) fail("request {}: the prompt is empty", r.id);
+  for (int32_t t : r.prompt)
+    if (t < 0 || t >= d.vocab) fail("request {}: token id {} is outside the vocabulary [0, {})", r.id, t, d.vocab);
+  if (r.max_tokens < 1) fail("request {}: max_tokens must be at least 1, got {}", r.id, r.max_tokens);
+  const int64_t total = int64_t(r.prompt.size()) + r.max_tokens;
+  if (total > blocks_->capacity_tokens() || total > d.max_positions)
+    fail("request {}: prompt {} + max_tokens {} = {} tokens exceeds the limit of {} (KV cache {} "
+         "tokens, model {} positions)", r.id, r.prompt.size(), r.max_tokens, total,
+         std::min<int64_t>(blocks_->capacity_tokens(), d.max_positions), blocks_->capacity_tokens(),
+         d.max_positions);
+  if (seqs_.count(r.id) || timings_.count(r.id)) fail("request {}: duplicate id", r.id);
+  if (r.cls == PriorityClass::LS && lim_.ls_slots == 0)
+    fail("request {}: latency-sensitive, but the engine has no LS slot", r.id);
+  if (r.cls == PriorityClass::BE && lim_.be_slots == 0)
+    fail("request {}: best-effort, but the engine has no BE slot", r.id);
+  RequestTiming t;
+  t.id = r.id;
+  t.cls = r.cls;
+  t.arrival_s = r.arrival_s;
+  t.prompt_tokens = int(r.prompt.size());
+  timings_[r.id] = t;
+  auto s = std::make_unique<Seq>();
+  s->tokens = r.prompt;
+  s->req = std::move(r);
+  seqs_[s->req.id] = std::move(s);
+}
+
+bool CpuEngine::form_batch(int slot) {
+  auto& w = *slots_[size_t(slot)];
+  w.parts.clear();
+  // Candidates of the slot's class, oldest first.
+  std::vector<Seq*> cand;
+  for (auto& [id, s] : seqs_)
+    if (s->in_slot < 0 && s->req.cls == w.cls) cand.push_back(s.get());
+  std::stable_sort(cand.begin(), cand.end(),
+                   [](const Seq* a, const Seq* b) { return a->req.arrival_s < b->req.arrival_s; });
+  int tokens = 0;
+  std::vector<cpu::SeqChunk> chunks;
+  std::vector<std::vector<int32_t>> tables;
+  tables.reserve(cand.size());
+  auto add = [&](Seq* s, int n, bool logits) {
+    if (!s->has_blocks) {
+      const int need = int(s->req.prompt.size()) + s->req.max_tokens;
+      if (!blocks_->can_allocate(need)) return;  // waits for blocks
+      blocks_->allocate(int64_t(s->req.id), need);
+      s->has_blocks = true;
+    }
+    const auto bt = blocks_->block_table(int64_t(s->req.id));
+    tables.emplace_back(bt.begin(), bt.end());
+    chunks.push_back({std::span(s->tokens).subspan(size_t(s->computed), size_t(n)), s->computed,
+                      tables.back(), logits});
+    w.parts.push_back({s->req.id, n, logits});
+    s->in_slot = slot;
+    tokens += n;
+    auto& t = timings_[s->req.id];
+    if (t.first_scheduled_s < 0) t.first_scheduled_s = clock_.now();
+  };
+  const int prompt_len_limit = lim_.prefill_chunk;
+  for (int phase = 0; phase < 2; ++phase) {  // decode tokens first, then prompt chunks
+    for (Seq* s : cand) {
+      if (int(w.parts.size()) >= lim_.max_seqs_per_step || tokens >= lim_.max_tokens_per_step) break;
+      if (s->in_slot >= 0) continue;
+      const int prompt = int(s->req.prompt.size());
+      const bool decoding = s->computed >= prompt;
+      if (decoding != (phase == 0)) continue;
+      if (decoding) {
+        add(s, 1, true);
+      } else {
+        const int n = std::min({prompt - s->computed, prompt_len_limit, lim_.max_tokens_per_step - tokens});
+        add(s, n, s->computed + n == prompt);
+      }
+    }
+  }
+  if (w.parts.empty()) return false;
+  w.pass = model_.begin(kv_, chunks);
+  w.experts.clear();
+  sched::publish(table_.slot[slot], w.cls, now_ns());
+  return true;
+}
+
+void CpuEngine::run_unit(int slot) {
+  auto& w = *slots_[size_t(slot)];
+  auto& st = table_.slot[slot];
+  const auto c = st.cursor;
+  int experts = 0;
+  switch (c.kind) {
+    case sched::UnitKind::Attn:
+      model_.attn_unit(w.pass, kv_, c.layer);
+      w.experts = model_.active_experts(w.pass);
+      experts = int(w.experts.size());
+      break;
+    case sched::UnitKind::Expert:
+      model_.expert_unit(w.pass, c.layer, w.experts[size_t(c.expert)]);
+      break;
+    case sched::UnitKind::Head:
+      model_.head_unit(w.pass);
+      break;
+    case sched::UnitKind::Done:
+      QLLM_CHECK_MSG(false, "slot {} scheduled with no unit left", slot);
+  }
+  sched::advance(st, model_.desc().layers, experts);
+}
+
+void CpuEngine::finish_pass(int slot, std::vector<TokenEvent>& out) {
+  auto& w = *slots_[size_t(slot)];
+  const size_t V = size_t(model_.desc().vocab);
+  size_t row = 0;
+  const double now = clock_.now();
+  for (const auto& part : w.parts) {
+    auto it = seqs_.find(part.id);
+    QLLM_CHECK(it != seqs_.end());
+    Seq& s = *it->second;
+    blocks_->mark_computed(int64_t(s.req.id),
+                           std::span(s.tokens).subspan(size_t(s.computed), size_t(part.n)));
+    s.computed += part.n;
+    s.in_slot = -1;
+    if (!part.logits) continue;
+    const std::span<const float> logits(w.pass.logits.data() + row * V, V);
+    ++row;
+    const int32_t tok = sample_token(logits, s.req.sampling, uint64_t(s.outputs));
+    auto& t = timings_[s.req.id];
+    Finish fin = Finish::None;
+    if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end()) {
+      fin = Finish::Stop;
+      out.push_back({s.req.id, -1, now, fin});
+    } else {
+      s.tokens.push_back(tok);
+      ++s.outputs;
+      if (t.first_token_s < 0) t.first_token_s = now;
+      t.token_times_s.push_back(now);
+      t.output_tokens = s.outputs;
+      if (s.outputs >= s.req.max_tokens) fin = Finish::Length;
+      out.push_back({s.req.id, tok, now, fin});
+    }
+    if (fin != Finish::None) {
+      t.finish = fin;
+      t.finish_s = now;
+      blocks_->free(int64_t(s.req.id));
+      seqs_.erase(it);
+    }
+  }
+  w.parts.clear();
+}
+
+bool CpuEngine::step(std::vector<TokenEvent>& out) {
+  for (int i = 0; i < table_.n_slots; ++i)
+    if (!table_.slot[i].active) form_batch(i);
+  sched::PolicyParams p;
+  p.policy = lim_.policy;
+  p.be_max_wait_ns = uint64_t(lim_.be_max_wait_s * 1e9);
+  const int pick = sched::pick_slot(table_, now_ns(), p);
+  if (pick < 0) return false;
+  const int last = table_.last;
+  if (last >= 0 && last != pick && table_.slot[last].active && table_.slot[last].started) {
+    ++preemptions_;
+    for (const auto& part : slots_[size_t(last)]->parts) ++timings_[part.id].preemptions;
+  }
+  UnitRecord rec{pick, table_.slot[pick].cursor, clock_.now(), 0};
+  const auto t0 = std::chrono::steady_clock::now();
+  run_unit(pick);
+  clock_.unit_ran(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  rec.end_s = clock_.now();
+  log_.push_back(rec);
+  table_.last = pick;
+  if (!table_.slot[pick].active) finish_pass(pick, out);
+  return true;
+}
+
+bool CpuEngine::idle() const { return seqs_.empty(); }
+
+int CpuEngine::num_waiting() const {
+  int n = 0;
+  for (const auto& [id, s] : seqs_) n += s->computed == 0 && s->in_slot < 0;
+  return n;
+}
+
+int CpuEngine::num_running() const { return int(seqs_.size()) - num_waiting(); }
+
+}  // namespace qllm
