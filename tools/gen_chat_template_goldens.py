@@ -334,6 +334,13 @@ CASES = [
     ("comment_multiline", "a{# line1\nline2 {{ not parsed }} #}b", {}),
     ("nested_brackets_in_tag", "{{ {'a': {'b': 1}} }}|{{ [[1], [2]] }}", {}),
     ("attr_priority_dict_method", "{{ d['items'] }}|{{ d.items()|list|length }}", CTX),
+    ("syntax_python_colons", "{% if t: %}a{% else: %}b{% endif %}{% for x in l: %}{{ x }}{% endfor %}", CTX),
+    ("syntax_unicode_names", "{% set größe = 3 %}{% for ключ in [größe] %}{{ ключ }}{% endfor %}", {}),
+    ("syntax_tuples", "{% if n, %}yes{% endif %}{% set a = 1, 2 %}{{ a|length }}{% for x in 1, 2 %}{{ x }}{% endfor %}", CTX),
+    ("lit_backslash_non_ascii", "{{ '\\é' }}|{{ '\\\\é' }}|{{ '\\🚀' }}", {}),
+    ("unknown_filter_soft", "{% if false %}{{ x|nosuch }}{% endif %}{{ 'a' if true else x|no.such }}{{ (x is nosuch) if false }}", {}),
+    ("unknown_filter_error", "{% if true %}{% for x in l %}{{ x|nosuch }}{% endfor %}{% endif %}", CTX),
+    ("unknown_test_error", "{{ l is prime }}", CTX),
     ("call_kwargs", "{{ 'a,b,c'.split(',', maxsplit=1) }}", {}),
 ]
 

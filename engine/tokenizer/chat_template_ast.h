@@ -134,6 +134,10 @@ class ArgReader {
 
 // Built-ins (chat_template_builtins.cpp, chat_template_methods.cpp). They fail
 // with EvalFailure; the evaluator adds the line.
+// Whether Jinja2 (as transformers sets it up) knows the filter or test; the
+// ones it knows but this engine lacks fail as "unsupported" when they run.
+bool is_jinja_filter(const std::string& name);
+bool is_jinja_test(const std::string& name);
 Value apply_filter(const std::string& name, const Value& subject, const Args& args);
 bool apply_test(const std::string& name, const Value& subject, const Args& args);
 Value call_method(const Value& object, const std::string& name, const Args& args);

@@ -2,6 +2,7 @@
 // transformers' tojson (json.dumps with ensure_ascii=False).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -204,6 +205,26 @@ Value filter_items(const Value& v) {
 
 }  // namespace
 
+bool is_jinja_filter(const std::string& name) {
+  static constexpr std::string_view k[] = {
+      "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
+      "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent", "int", "items", "join",
+      "last", "length", "list", "lower", "map", "max", "min", "pprint", "random", "reject", "rejectattr",
+      "replace", "reverse", "round", "safe", "select", "selectattr", "slice", "sort", "string", "striptags",
+      "sum", "title", "tojson", "trim", "truncate", "unique", "upper", "urlencode", "urlize", "wordcount",
+      "wordwrap", "xmlattr"};
+  return std::find(std::begin(k), std::end(k), name) != std::end(k);
+}
+
+bool is_jinja_test(const std::string& name) {
+  static constexpr std::string_view k[] = {
+      "!=", "<", "<=", "==", ">", ">=", "boolean", "callable", "defined", "divisibleby", "eq", "equalto",
+      "escaped", "even", "false", "filter", "float", "ge", "greaterthan", "gt", "in", "integer", "iterable",
+      "le", "lessthan", "lower", "lt", "mapping", "ne", "none", "number", "odd", "sameas", "sequence",
+      "string", "test", "true", "undefined", "upper"};
+  return std::find(std::begin(k), std::end(k), name) != std::end(k);
+}
+
 Value apply_filter(const std::string& name, const Value& v, const Args& args) {
   auto no_args = [&] { ArgReader(args, fmt::format("filter '{}'", name), {}); };
   if (name == "length" || name == "count") {
@@ -274,7 +295,7 @@ Value apply_filter(const std::string& name, const Value& v, const Args& args) {
   if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr")
     return filter_select(name, v, args);
   if (name == "map") return filter_map(v, args);
-  eval_fail(fmt::format("unsupported filter '{}'", name));
+  eval_fail(fmt::format("{} filter '{}'", is_jinja_filter(name) ? "unsupported" : "unknown", name));
 }
 
 bool apply_test(const std::string& name, const Value& v, const Args& args) {
@@ -332,7 +353,7 @@ bool apply_test(const std::string& name, const Value& v, const Args& args) {
     }
     return false;
   }
-  eval_fail(fmt::format("unsupported test '{}'", name));
+  eval_fail(fmt::format("{} test '{}'", is_jinja_test(name) ? "unsupported" : "unknown", name));
 }
 
 }  // namespace qllm::jinja

@@ -8,6 +8,7 @@
 //  * lstrip_blocks: spaces and tabs from the start of a line up to `{%` or `{#`
 //    are dropped (not before `{%+`, never before `{{`).
 #include <fmt/format.h>
+#include <utf8proc.h>
 
 #include <algorithm>
 #include <cctype>
@@ -29,6 +30,21 @@ constexpr int kMaxTokensPerTag = 512;
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+
+// Non-ASCII identifier characters (Python's XID_Start / XID_Continue, by
+// general category).
+bool is_unicode_name_char(char32_t c, bool start) {
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL:
+      return true;
+    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_PC:
+      return !start;
+    default:
+      return false;
+  }
+}
 bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 int count_newlines(std::string_view s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
@@ -104,6 +120,16 @@ class Lexer {
 
   bool at(std::string_view s) const { return src_.compare(pos_, s.size(), s) == 0; }
 
+  // The length of the identifier character at p (UTF-8), or 0.
+  std::size_t name_char_at(std::size_t p, bool start) const {
+    const char c = src_[p];
+    if (static_cast<unsigned char>(c) < 0x80) return (start ? is_name_start(c) : is_name_char(c)) ? 1 : 0;
+    auto uc = static_cast<unsigned char>(c);
+    std::size_t len = uc >= 0xF0 ? 4 : uc >= 0xE0 ? 3 : 2;
+    auto cps = utf8_decode(std::string_view(src_).substr(p, len));
+    return cps.size() == 1 && cps[0] != U'\uFFFD' && is_unicode_name_char(cps[0], start) ? len : 0;
+  }
+
   // The length of the non-ASCII whitespace character at p, or 0.
   std::size_t unicode_space_at(std::size_t p) const {
     auto c = static_cast<unsigned char>(src_[p]);
@@ -171,9 +197,9 @@ class Lexer {
       }
       if (is_digit(c)) {
         number();
-      } else if (is_name_start(c)) {
-        std::size_t e = pos_;
-        while (e < src_.size() && is_name_char(src_[e])) ++e;
+      } else if (std::size_t first_len = name_char_at(pos_, true)) {
+        std::size_t e = pos_ + first_len;
+        while (std::size_t n = e < src_.size() ? name_char_at(e, false) : 0) e += n;
         std::string name = src_.substr(pos_, e - pos_);
         if (block && first_token && name == "raw") syntax_error(line_, "unsupported tag 'raw'");
         tokens_.push_back(Token{TokKind::Name, line_, std::move(name)});
@@ -335,6 +361,18 @@ class Lexer {
       while (j < i + 3 && j < src_.size() && src_[j] >= '0' && src_[j] <= '7') v = v * 8 + static_cast<std::uint32_t>(src_[j++] - '0');
       utf8_append(out, static_cast<char32_t>(v));
       return j;
+    }
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      // Jinja2 decodes literals as source.encode("ascii", "backslashreplace")
+      // .decode("unicode-escape"): a backslash before a non-ASCII character
+      // yields the backslash and that character's escape text.
+      const auto uc = static_cast<unsigned char>(c);
+      const std::size_t len = uc >= 0xF0 ? 4 : uc >= 0xE0 ? 3 : 2;
+      const char32_t cp = utf8_decode(std::string_view(src_).substr(i, len))[0];
+      out += cp < 0x100 ? fmt::format("\\x{:02x}", static_cast<unsigned>(cp))
+             : cp < 0x10000 ? fmt::format("\\u{:04x}", static_cast<unsigned>(cp))
+                            : fmt::format("\\U{:08x}", static_cast<unsigned>(cp));
+      return std::min(i + len, src_.size());
     }
     out += '\\';  // unknown escapes are kept as written
     return i;

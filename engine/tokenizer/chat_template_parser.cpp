@@ -48,6 +48,11 @@ class Parser {
   std::unique_ptr<Program> run() {
     auto program = std::make_unique<Program>();
     program->body = body({}, "", 0);
+    // Like Jinja2's compiler, reject unknown filters and tests after parsing,
+    // except inside if branches and conditional expressions, where they only
+    // fail if they run.
+    for (const auto& u : unknown_)
+      if (!u.soft) syntax_error(u.line, u.message);
     return program;
   }
 
@@ -72,6 +77,11 @@ class Parser {
   void expect_block_end() {
     if (cur().kind != TokKind::BlockEnd) unexpected("end of statement '%}'");
     next();
+  }
+  // Before a block's body Jinja2 accepts a colon, for Python compatibility.
+  void expect_body_start() {
+    if (at_op(":")) next();
+    expect_block_end();
   }
 
   // ---- statements ----
@@ -98,7 +108,7 @@ class Parser {
       if (tok.kind == TokKind::VarBegin) {
         next();
         Node n(Node::Kind::Output, tok.line);
-        n.expr = expression();
+        n.expr = tuple_expression(true);
         if (cur().kind != TokKind::VarEnd) unexpected("end of expression '}}'");
         next();
         out.push_back(std::move(n));
@@ -133,7 +143,8 @@ class Parser {
       return Node(tag == "break" ? Node::Kind::Break : Node::Kind::Continue, line);
     }
     if (tag == "generation") {
-      expect_block_end();
+      expect_body_start();
+      Soft fresh(*this, false);
       Node n(Node::Kind::Scope, line);
       n.body = body({"endgeneration"}, tag, line);
       next();
@@ -148,22 +159,23 @@ class Parser {
   }
 
   Node if_stmt(int line) {
+    Soft soft(*this, true);
     Node n(Node::Kind::If, line);
-    ExprPtr cond = expression(false);  // as Jinja2: no `x if c else y` directly in an if
-    expect_block_end();
+    ExprPtr cond = tuple_expression(false);  // as Jinja2: no `x if c else y` directly in an if
+    expect_body_start();
     while (true) {
       Body b = body({"elif", "else", "endif"}, "if", line);
       n.branches.emplace_back(std::move(cond), std::move(b));
       const std::string tag = next().text;
       if (tag == "endif") break;
       if (tag == "else") {
-        expect_block_end();
+        expect_body_start();
         n.branches.emplace_back(nullptr, body({"endif"}, "if", line));
         next();
         break;
       }
-      cond = expression(false);  // elif
-      expect_block_end();
+      cond = tuple_expression(false);  // elif
+      expect_body_start();
     }
     expect_block_end();
     return n;
@@ -178,18 +190,19 @@ class Parser {
     }
     if (!at_name("in")) unexpected("'in'");
     next();
-    n.expr = expression(false);
+    n.expr = tuple_expression(false);
+    Soft fresh(*this, false);
     if (at_name("if")) {
       next();
       n.cond = expression();
     }
     if (at_name("recursive")) syntax_error(cur().line, "unsupported: recursive for loops");
-    expect_block_end();
+    expect_body_start();
     ++loops_;
     n.body = body({"else", "endfor"}, "for", line);
     --loops_;
     if (next().text == "else") {
-      expect_block_end();
+      expect_body_start();
       n.else_body = body({"endfor"}, "for", line);
       next();
     }
@@ -209,8 +222,9 @@ class Parser {
         n.targets.push_back(expect_name("a variable name"));
       }
     }
-    if (cur().kind == TokKind::BlockEnd && n.targets.size() == 1 && n.attr.empty()) {
-      next();
+    if ((cur().kind == TokKind::BlockEnd || at_op(":")) && n.targets.size() == 1 && n.attr.empty()) {
+      expect_body_start();
+      Soft fresh(*this, false);
       n.kind = Node::Kind::SetBlock;
       n.body = body({"endset"}, "set", line);
       next();
@@ -219,7 +233,7 @@ class Parser {
     }
     if (at_op("|")) syntax_error(cur().line, "unsupported: filters on a block set");
     expect_op("=");
-    n.expr = tuple_or_expression();
+    n.expr = tuple_expression(true);
     expect_block_end();
     return n;
   }
@@ -229,24 +243,39 @@ class Parser {
 
   ExprPtr expression(bool with_condexpr = true) { return with_condexpr ? condexpr() : or_expr(); }
 
-  // `a, b` without parentheses (set values).
-  ExprPtr tuple_or_expression() {
+  // An expression, or `a, b` (a tuple without parentheses), where Jinja2's
+  // parse_tuple allows one: set values, outputs, if and for headers.
+  ExprPtr tuple_expression(bool with_condexpr) {
     const int line = cur().line;
-    ExprPtr first = expression();
+    ExprPtr first = expression(with_condexpr);
     if (!at_op(",")) return first;
     auto tuple = make(Expr::Kind::Tuple, line);
     tuple->args.push_back(std::move(first));
     while (at_op(",")) {
       next();
-      if (cur().kind == TokKind::BlockEnd) break;
-      tuple->args.push_back(expression());
+      if (cur().kind == TokKind::BlockEnd || cur().kind == TokKind::VarEnd || at_op(")") || at_name("recursive"))
+        break;
+      tuple->args.push_back(expression(with_condexpr));
     }
     return tuple;
   }
 
+  // A filter or test name; Jinja2 allows dots in them.
+  std::string dotted_name(const char* what) {
+    std::string name = expect_name(what);
+    while (at_op(".")) {
+      next();
+      name += "." + expect_name(what);
+    }
+    return name;
+  }
+
   ExprPtr condexpr() {
+    const std::size_t first_unknown = unknown_.size();
     ExprPtr e = or_expr();
     while (at_name("if")) {
+      Soft soft(*this, true);
+      for (std::size_t i = first_unknown; i < unknown_.size(); ++i) unknown_[i].soft = true;
       auto c = make(Expr::Kind::Cond, cur().line);
       next();
       c->args.push_back(or_expr());
@@ -521,7 +550,8 @@ class Parser {
     while (true) {
       if (at_op("|")) {
         auto e = make(Expr::Kind::Filter, next().line);
-        e->name = expect_name("a filter name");
+        e->name = dotted_name("a filter name");
+        if (!is_jinja_filter(e->name)) unknown_.push_back({e->line, fmt::format("unknown filter '{}'", e->name), soft_});
         e->args.push_back(std::move(node));
         if (at_op("(")) arguments(*e);
         node = std::move(e);
@@ -531,7 +561,8 @@ class Parser {
           e->negated = true;
           next();
         }
-        e->name = expect_name("a test name");
+        e->name = dotted_name("a test name");
+        if (!is_jinja_test(e->name)) unknown_.push_back({e->line, fmt::format("unknown test '{}'", e->name), soft_});
         e->args.push_back(std::move(node));
         const TokKind k = cur().kind;
         if (at_op("(")) {
@@ -551,8 +582,26 @@ class Parser {
     }
   }
 
+  // Jinja2 compiles if branches and conditional expressions in "soft" frames
+  // and for loop bodies, set blocks and call blocks in fresh ones.
+  struct Soft {
+    Soft(Parser& p, bool soft) : p_(p), saved_(p.soft_) { p.soft_ = soft; }
+    ~Soft() { p_.soft_ = saved_; }
+    Soft(const Soft&) = delete;
+    Soft& operator=(const Soft&) = delete;
+    Parser& p_;
+    bool saved_;
+  };
+  struct Unknown {
+    int line;
+    std::string message;
+    bool soft;
+  };
+
   std::vector<Token> t_;
   std::size_t i_ = 0;
+  bool soft_ = false;
+  std::vector<Unknown> unknown_;
   int depth_ = 0;
   int block_depth_ = 0;
   int loops_ = 0;
