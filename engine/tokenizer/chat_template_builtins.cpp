@@ -298,62 +298,77 @@ Value apply_filter(const std::string& name, const Value& v, const Args& args) {
   eval_fail(fmt::format("{} filter '{}'", is_jinja_filter(name) ? "unsupported" : "unknown", name));
 }
 
+namespace {
+
+// The tests that take no argument; nullopt for other names.
+std::optional<bool> unary_test(const std::string& name, const Value& v) {
+  const Json* j = v.is_data() ? &v.json() : nullptr;
+  auto is = [j](auto pred) { return j != nullptr && pred(*j); };
+  if (name == "defined") return !v.is_undefined();
+  if (name == "undefined") return v.is_undefined();
+  if (name == "none") return is([](const Json& x) { return x.is_null(); });
+  if (name == "string") return is([](const Json& x) { return x.is_string(); });
+  if (name == "number") return is(numeric);  // bool is a Number in Python
+  if (name == "integer") return is([](const Json& x) { return x.is_number_integer(); });
+  if (name == "float") return is([](const Json& x) { return x.is_number_float(); });
+  if (name == "boolean") return is([](const Json& x) { return x.is_boolean(); });
+  if (name == "true") return is([](const Json& x) { return x.is_boolean() && x.get<bool>(); });
+  if (name == "false") return is([](const Json& x) { return x.is_boolean() && !x.get<bool>(); });
+  if (name == "mapping") return is([](const Json& x) { return x.is_object(); });
+  // Jinja2's undefined iterates (as empty) and has __len__ and __getitem__.
+  auto container = [](const Json& x) { return x.is_string() || x.is_array() || x.is_object(); };
+  if (name == "iterable") return v.is_undefined() || v.kind() == Value::Kind::Loop || is(container);
+  if (name == "sequence") return v.is_undefined() || is(container);
+  return std::nullopt;
+}
+
+// `is sameas`: Python identity. None, True, False and small ints are singletons;
+// otherwise only the same object (one variable read twice) is.
+bool same_as(const Value& v, const Value& o) {
+  if (v.kind() != o.kind()) return false;
+  if (v.kind() == Value::Kind::Undefined) return false;
+  if (!v.is_data()) return equals(v, o);
+  const Json& a = v.json();
+  const Json& b = o.json();
+  if (&a == &b) return true;
+  if (a.is_null() || a.is_boolean()) return a.type() == b.type() && a == b;
+  if (a.is_number_integer() && b.is_number_integer()) {
+    const std::int64_t x = as_int(a);
+    return x >= -5 && x <= 256 && x == as_int(b);
+  }
+  return false;
+}
+
+}  // namespace
+
 bool apply_test(const std::string& name, const Value& v, const Args& args) {
   const std::string what = fmt::format("test '{}'", name);
-  auto no_args = [&] { ArgReader(args, what, {}); };
-  auto one_arg = [&]() -> const Value& {
-    ArgReader a(args, what, {"other"});
-    if (!a.get(0)) eval_fail(fmt::format("{} needs an argument", what));
-    return *a.get(0);
-  };
-  const bool data = v.is_data();
-  const Json* j = data ? &v.json() : nullptr;
-  if (name == "defined" || name == "undefined") {
-    no_args();
-    return v.is_undefined() == (name == "undefined");
+  if (auto r = unary_test(name, v)) {
+    ArgReader(args, what, {});
+    return *r;
   }
-  if (name == "none") return no_args(), data && j->is_null();
-  if (name == "string") return no_args(), data && j->is_string();
-  if (name == "number") return no_args(), data && numeric(*j);
-  if (name == "integer") return no_args(), data && j->is_number_integer();
-  if (name == "float") return no_args(), data && j->is_number_float();
-  if (name == "boolean") return no_args(), data && j->is_boolean();
-  if (name == "true" || name == "false") return no_args(), data && j->is_boolean() && j->get<bool>() == (name == "true");
-  if (name == "mapping") return no_args(), data && j->is_object();
-  if (name == "iterable") {
-    no_args();
-    return v.is_undefined() || v.kind() == Value::Kind::Loop || (data && (j->is_string() || j->is_array() || j->is_object()));
+  if (name == "odd" || name == "even") {
+    ArgReader(args, what, {});
+    const bool odd = truthy(binary_op("%", v, Value(Json(2))));
+    return name == "odd" ? odd : !odd;
   }
-  if (name == "sequence")
-    return no_args(), v.is_undefined() || (data && (j->is_string() || j->is_array() || j->is_object()));
-  if (name == "odd" || name == "even" || name == "divisibleby") {
-    const Value divisor = name == "divisibleby" ? one_arg() : (no_args(), Value(Json(2)));
-    Value rem = binary_op("%", v, divisor);
-    bool zero = !truthy(rem);
-    return name == "odd" ? !zero : zero;
-  }
-  if (name == "eq" || name == "equalto" || name == "==") return compare("==", v, one_arg());
-  if (name == "ne" || name == "!=") return compare("!=", v, one_arg());
-  if (name == "lt" || name == "lessthan" || name == "<") return compare("<", v, one_arg());
-  if (name == "le" || name == "<=") return compare("<=", v, one_arg());
-  if (name == "gt" || name == "greaterthan" || name == ">") return compare(">", v, one_arg());
-  if (name == "ge" || name == ">=") return compare(">=", v, one_arg());
-  if (name == "in") return contains(one_arg(), v);
-  if (name == "sameas") {
-    // Python identity: None, True, False and small ints are singletons.
-    const Value& o = one_arg();
-    if (v.kind() != o.kind()) return false;
-    if (!data) return v.kind() == Value::Kind::Undefined ? false : equals(v, o);
-    const Json& oj = o.json();
-    if (j == &oj) return true;  // the same object (e.g. one variable twice)
-    if (j->is_null() || j->is_boolean()) return j->type() == oj.type() && *j == oj;
-    if (j->is_number_integer() && oj.is_number_integer()) {
-      std::int64_t a = as_int(*j);
-      return a >= -5 && a <= 256 && a == as_int(oj);
-    }
-    return false;
-  }
-  eval_fail(fmt::format("{} test '{}'", is_jinja_test(name) ? "unsupported" : "unknown", name));
+  static constexpr std::string_view kBinary[] = {"divisibleby", "eq", "equalto", "==", "ne", "!=", "lt",
+                                                 "lessthan", "<", "le", "<=", "gt", "greaterthan", ">",
+                                                 "ge", ">=", "in", "sameas"};
+  if (std::find(std::begin(kBinary), std::end(kBinary), name) == std::end(kBinary))
+    eval_fail(fmt::format("{} test '{}'", is_jinja_test(name) ? "unsupported" : "unknown", name));
+  ArgReader a(args, what, {"other"});
+  if (!a.get(0)) eval_fail(fmt::format("{} needs an argument", what));
+  const Value& other = *a.get(0);
+  if (name == "divisibleby") return !truthy(binary_op("%", v, other));
+  if (name == "eq" || name == "equalto" || name == "==") return compare("==", v, other);
+  if (name == "ne" || name == "!=") return compare("!=", v, other);
+  if (name == "lt" || name == "lessthan" || name == "<") return compare("<", v, other);
+  if (name == "le" || name == "<=") return compare("<=", v, other);
+  if (name == "gt" || name == "greaterthan" || name == ">") return compare(">", v, other);
+  if (name == "ge" || name == ">=") return compare(">=", v, other);
+  if (name == "in") return contains(other, v);
+  return same_as(v, other);
 }
 
 }  // namespace qllm::jinja
