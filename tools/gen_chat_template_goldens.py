@@ -306,6 +306,7 @@ CASES = [
     ("dict_access", "{{ d.b }}|{{ d['b'] }}|{{ d['items'] }}|{{ d.get('b') }}|{{ d.get('zz') }}|{{ d.get('zz', 3) }}|{{ d.keys()|list }}|{{ d.values()|list|length }}|{{ msgs[2].tool_calls[0].arguments.x }}|{{ l.0 }}", CTX),
     ("dict_items_loop", "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}{% for k in d %}{{ k }},{% endfor %}", CTX),
     ("dict_literal_order", "{{ {'z': 1, 'a': 2, 'm': {'y': 1, 'b': 2}}|tojson }}|{{ dict(b=1, a=2)|tojson }}", {}),
+    ("list_methods", "{{ [1, 2, 1, 'a']|length }}|{{ [1, 2, 1].count(1) }}|{{ ['a', 'b'].index('b') }}|{{ l.count(5) }}", CTX),
     ("dict_method_unsafe", "{{ d.pop('b') }}", CTX),
     ("list_method_unsafe", "{{ l.append(4) }}", CTX),
     # statements

@@ -254,6 +254,18 @@ Value call_method(const Value& obj, const std::string& name, const Args& args) {
     eval_fail(fmt::format("access to attribute '{}' of '{}' object is unsafe", name, type_name(j)));
   if (j.is_string()) return str_method(j.get_ref<const std::string&>(), name, args);
   if (j.is_object() && is_dict_method(name)) return dict_method(obj, name, args);
+  if (j.is_array() && (name == "count" || name == "index")) {
+    ArgReader a(args, fmt::format("list.{}()", name), {"value"});
+    if (!a.get(0)) eval_fail(fmt::format("list.{}() needs an argument", name));
+    std::int64_t n = 0;
+    for (std::size_t i = 0; i < j.size(); ++i) {
+      if (!equals(Value::part_of(obj, j[i]), *a.get(0))) continue;
+      if (name == "index") return Value(Json(static_cast<std::int64_t>(i)));
+      ++n;
+    }
+    if (name == "index") eval_fail("list.index(x): x not in list");
+    return Value(Json(n));
+  }
   if (j.is_object()) {
     auto it = j.find(name);
     if (it != j.end()) eval_fail(fmt::format("'{}' is not callable", name));
