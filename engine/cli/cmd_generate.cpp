@@ -158,13 +158,4 @@ Run add_generate(CLI::App& app) {
   };
 }
 
-Run add_run(CLI::App& app) {
-  auto workload = std::make_shared<std::string>();
-  app.add_option("--workload", *workload, "workload YAML (configs/workloads/NAME.yaml)");
-  return [workload]() -> int {
-    fail("the mixed-priority workload runner is not built yet (it needs the scheduler, slots and "
-         "policies); `qllm generate` runs one prompt end to end today");
-  };
-}
-
 }  // namespace qllm::cli

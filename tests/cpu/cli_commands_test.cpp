@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 
@@ -157,4 +158,26 @@ TEST(Cli, ConfigErrorsNameFileAndKey) {
   r = run_qllm("config --keys");
   EXPECT_EQ(r.code, 0);
   EXPECT_TRUE(has(r, "`scheduler.prefill_chunk`")) << r.out;
+}
+
+TEST(Cli, RunComparesPoliciesAndWritesEverySample) {
+  const auto out = qllm::test::temp_dir("cli-run") / "run.json";
+  const auto wl = std::string(QLLM_SOURCE_DIR) + "/configs/workloads/tiny-mixed.yaml";
+  auto r = run_qllm("run -q --workload '" + wl + "' --policies fcfs-iteration,priority-expert --out '" +
+                    out.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r, "fcfs-iteration")) << r.out;
+  EXPECT_TRUE(has(r, "priority-expert")) << r.out;
+  EXPECT_TRUE(has(r, "Mean TTFT (ms)")) << r.out;
+  std::ifstream in(out);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string json = ss.str();
+  EXPECT_NE(json.find("\"records\""), std::string::npos);
+  EXPECT_NE(json.find("\"token_times_s\""), std::string::npos);
+  r = run_qllm("run -q --workload '" + wl + "' --policies lifo");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(has(r, "lifo")) << r.out;
+  r = run_qllm("run -q --workload /nonexistent.yaml");
+  EXPECT_EQ(r.code, 1) << r.out;
 }

@@ -1,0 +1,30 @@
+// Runs a workload (engine/workload) through the engine on the cpu dispatcher
+// and returns one RequestRecord per request, on the engine's clock.
+//
+// The clock is MeasuredClock: each work unit advances it by its measured wall
+// time and idle gaps jump to the next arrival, so latencies are those of real
+// execution while a run takes only as long as its compute. Prompts are
+// synthetic token ids (seeded per request); no stop token ends a request early
+// (max_tokens are generated, as in serving benchmarks).
+#pragma once
+
+#include "engine/core/cpu_engine.h"
+#include "engine/workload/generator.h"
+#include "engine/workload/metrics.h"
+#include "engine/workload/workload_spec.h"
+
+#include <vector>
+
+namespace qllm {
+
+struct WorkloadRun {
+  std::vector<workload::RequestRecord> records;
+  double duration_s = 0;   // engine clock at the end
+  int64_t units = 0;       // work units run
+  int64_t preemptions = 0;
+};
+
+WorkloadRun run_workload(const cpu::ReferenceModel& model, const workload::WorkloadSpec& spec,
+                         const workload::GeneratorOptions& gen, const EngineLimits& limits);
+
+}  // namespace qllm
