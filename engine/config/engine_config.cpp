@@ -74,14 +74,14 @@ const std::vector<Key>& keys() {
        "work unit holds the GPU",
        {}, 1, 65536},
       {"scheduler.be_max_wait_s", &EngineConfig::scheduler_be_max_wait_s,
-       "anti-starvation: a BE request waiting longer than this is served at LS priority "
-       "for its next pass (0 disables)",
+       "anti-starvation: a BE pass whose batch has waited this long is scheduled as LS "
+       "(0 disables)",
        {}, 0, kInf},
       {"kv_cache.block_size", &EngineConfig::kv_block_size, "tokens per KV-cache block",
        {"8", "16", "32", "64"}},
       {"kv_cache.num_blocks", &EngineConfig::kv_num_blocks,
-       "KV-cache blocks; 0 sizes the cache from kv_cache.gpu_memory_fraction (GPU) or "
-       "max_seq_len x max_seqs_per_step (CPU)",
+       "KV-cache blocks; 0 sizes the cache from kv_cache.gpu_memory_fraction (GPU) or as "
+       "room for 16 sequences of model.max_seq_len (cpu dispatcher)",
        {}, 0, 1e9},
       {"kv_cache.gpu_memory_fraction", &EngineConfig::kv_gpu_memory_fraction,
        "fraction of GPU memory qllm may use in all (weights, activations, graphs, KV cache)",
