@@ -4,9 +4,29 @@
 // tojson, raise_exception and namespace).
 //
 // Only the subset of Jinja2 that chat templates use is implemented; anything
-// else fails with a ChatTemplateError naming the construct and the template line
-// (at construction for syntax and unknown tags, at render time for unsupported
-// filters, tests, functions and methods, as Jinja2 does for code it never runs).
+// else fails with a ChatTemplateError naming the construct and the template line:
+// at construction for syntax errors, unsupported tags and filter/test names
+// Jinja2 does not know (as Jinja2's compiler does), at render time for the rest.
+//
+// Supported: {{ }}, {% %}, {# #}, whitespace control, if/elif/else, for (with
+// else, an if filter, unpacking, loop.*, break/continue), set (also ns.attr and
+// block set), namespace(), raise_exception(), range(), dict(), {% generation %};
+// literals, lists, dicts, tuples, . and [] access, slices, arithmetic, ~,
+// comparisons, in, and/or/not, `a if c else b`; the tests defined, undefined,
+// none, string, number, integer, float, boolean, true, false, mapping,
+// iterable, sequence, odd, even, divisibleby, eq/ne/lt/le/gt/ge (and aliases),
+// in, sameas; the filters length, count, tojson, string, trim, upper, lower,
+// capitalize, join, default/d, first, last, list, reverse, replace, int, float,
+// abs, items, map, select, reject, selectattr, rejectattr; str methods
+// startswith, endswith, split, rsplit, strip, lstrip, rstrip, upper, lower,
+// capitalize, replace, find, rfind, count, join; dict items, keys, values, get;
+// list count, index.
+// Not supported: macros, call/filter blocks, include/import/extends/block, raw,
+// recursive loops, loop.changed, '%' string formatting, strftime_now, and the
+// other Jinja2 filters (sort, unique, round, title, escape, ...). Known
+// differences: tuples print as lists, `reverse` gives a list (Jinja2: an
+// iterator), upper/lower use simple case mapping (no 'ß' -> 'SS'), integers
+// are 64-bit (overflow is an error).
 //
 //   qllm::TokenizerConfig cfg = qllm::load_tokenizer_config(dir / "tokenizer_config.json");
 //   std::string prompt = qllm::apply_chat_template(cfg, messages, /*add_generation_prompt=*/true);
