@@ -1,6 +1,7 @@
 #include "engine/config/engine_config.h"
 
 #include "engine/common/error.h"
+#include "engine/common/suggest.h"
 
 // GCC 12 reports false -Wdangling-pointer positives inside yaml-cpp 0.7's
 // inlined node code; silence that one warning here only.
@@ -151,22 +152,6 @@ std::string_view type_name(KeyType t) {
   return "?";
 }
 
-// Edit distance, for "did you mean" suggestions on unknown keys.
-size_t distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t prev = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t cur = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      prev = cur;
-    }
-  }
-  return row[b.size()];
-}
-
 const Key* find_key(std::string_view path) {
   for (const auto& k : keys())
     if (k.path == path) return &k;
@@ -174,12 +159,9 @@ const Key* find_key(std::string_view path) {
 }
 
 [[noreturn]] void unknown_key(std::string_view what, std::string_view path) {
-  std::string best;
-  size_t best_d = 4;
-  for (const auto& k : keys()) {
-    const size_t d = distance(path, k.path);
-    if (d < best_d) best_d = d, best = std::string(k.path);
-  }
+  std::vector<std::string> names;
+  for (const auto& k : keys()) names.emplace_back(k.path);
+  const std::string best = closest_match(path, names);
   fail("{}: unknown configuration key '{}'{}", what, path,
        best.empty() ? std::string(" (`qllm config --keys` lists them)")
                     : fmt::format(" (did you mean '{}'?)", best));
