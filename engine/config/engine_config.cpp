@@ -1,6 +1,7 @@
 #include "engine/config/engine_config.h"
 
 #include "engine/common/error.h"
+#include "engine/common/key_values.h"
 #include "engine/common/suggest.h"
 
 // GCC 12 reports false -Wdangling-pointer positives inside yaml-cpp 0.7's
@@ -123,9 +124,7 @@ std::string render(const EngineConfig& c, const Field& f) {
         } else if constexpr (std::is_same_v<T, bool>) {
           return v ? "true" : "false";
         } else if constexpr (std::is_same_v<T, double>) {
-          std::ostringstream os;
-          os << v;
-          return os.str();
+          return render_key_number(v);
         } else {
           return std::to_string(v);
         }
@@ -169,52 +168,22 @@ const Key* find_key(std::string_view path) {
 
 // Sets one key from its scalar text. `where` is "file:line" for messages.
 void set_value(EngineConfig& c, const Key& k, const std::string& text, const std::string& where) {
-  auto bad = [&](std::string_view expected) {
-    fail("{}: key '{}' must be {}, got '{}'", where, k.path, expected, text);
-  };
-  auto check_range = [&](double v) {
-    if (v < k.min || v > k.max)
-      fail("{}: key '{}' = {} is out of range [{}, {}]", where, k.path, text, k.min, k.max);
-  };
-  auto check_choice = [&](const std::string& v) {
-    if (k.choices.empty()) return;
-    if (std::find(k.choices.begin(), k.choices.end(), v) != k.choices.end()) return;
-    std::string list;
-    for (auto ch : k.choices) list += (list.empty() ? "" : ", ") + std::string(ch);
-    fail("{}: key '{}' = '{}' is not one of: {}", where, k.path, v, list);
-  };
   std::visit(
       [&](auto member) {
         using T = std::decay_t<decltype(c.*member)>;
         if constexpr (std::is_same_v<T, std::string>) {
-          check_choice(text);
+          check_key_choice(text, k.choices, where, k.path);
           c.*member = text;
         } else if constexpr (std::is_same_v<T, bool>) {
-          if (text == "true") c.*member = true;
-          else if (text == "false") c.*member = false;
-          else bad("true or false");
+          c.*member = parse_key_bool(text, where, k.path);
         } else if constexpr (std::is_same_v<T, double>) {
-          size_t used = 0;
-          double v = 0;
-          try {
-            v = std::stod(text, &used);
-          } catch (const std::exception&) {
-            bad("a number");
-          }
-          if (used != text.size() || !std::isfinite(v)) bad("a finite number");
-          check_range(v);
+          const double v = parse_key_number(text, where, k.path);
+          check_key_range(v, k.min, k.max, text, where, k.path);
           c.*member = v;
         } else {
-          size_t used = 0;
-          long long v = 0;
-          try {
-            v = std::stoll(text, &used, 10);
-          } catch (const std::exception&) {
-            bad("an integer");
-          }
-          if (used != text.size()) bad("an integer");
-          check_range(double(v));
-          check_choice(text);
+          const int64_t v = parse_key_int(text, where, k.path);
+          check_key_range(double(v), k.min, k.max, text, where, k.path);
+          check_key_choice(text, k.choices, where, k.path);
           c.*member = v;
         }
       },

@@ -1,6 +1,7 @@
 #include "engine/workload/workload_spec.h"
 
 #include "engine/common/error.h"
+#include "engine/common/key_values.h"
 #include "engine/common/suggest.h"
 
 // GCC 12 reports false -Wdangling-pointer positives inside yaml-cpp 0.7's
@@ -159,9 +160,7 @@ std::string render(const WorkloadSpec& s, const Field& f) {
         } else if constexpr (std::is_same_v<T, bool>) {
           return v ? "true" : "false";
         } else if constexpr (std::is_same_v<T, double>) {
-          std::ostringstream os;
-          os << v;
-          return os.str();
+          return render_key_number(v);
         } else if constexpr (std::is_same_v<T, LengthDist>) {
           return v.kind == LengthDist::Kind::Inherit ? "null" : to_string(v);
         } else {
@@ -200,19 +199,6 @@ bool is_section(std::string_view path) {
                     : fmt::format(" (did you mean '{}'?)", best));
 }
 
-int64_t parse_int(const std::string& text, const std::string& where, std::string_view path) {
-  size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used, 10);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size())
-    fail("{}: key '{}' must be an integer, got '{}'", where, path, text);
-  return v;
-}
-
 LengthDist parse_length(const YAML::Node& v, const std::string& where, std::string_view path) {
   auto bad = [&](const std::string& got) -> LengthDist {
     fail("{}: key '{}' must be {}, got {}", where, path, kLengthForms, got);
@@ -227,13 +213,13 @@ LengthDist parse_length(const YAML::Node& v, const std::string& where, std::stri
     if (t == "sharegpt") return LengthDist::sharegpt();
     if (t.empty() || !(std::isdigit(static_cast<unsigned char>(t[0])) || t[0] == '-'))
       return bad("'" + t + "'");
-    return LengthDist::fixed(positive(parse_int(t, where, path)));
+    return LengthDist::fixed(positive(parse_key_int(t, where, path)));
   }
   if (v.IsSequence()) {
     if (v.size() != 2 || !v[0].IsScalar() || !v[1].IsScalar())
       return bad(fmt::format("a list of {} items", v.size()));
-    const int64_t lo = positive(parse_int(v[0].Scalar(), where, path));
-    const int64_t hi = positive(parse_int(v[1].Scalar(), where, path));
+    const int64_t lo = positive(parse_key_int(v[0].Scalar(), where, path));
+    const int64_t hi = positive(parse_key_int(v[1].Scalar(), where, path));
     if (lo > hi) fail("{}: key '{}': uniform [{}, {}] has min > max", where, path, lo, hi);
     return LengthDist::uniform(lo, hi);
   }
@@ -254,40 +240,24 @@ void set_value(WorkloadSpec& s, const Key& k, const YAML::Node& v, const std::st
   auto check_range = [&](double x) {
     if (k.min_exclusive && !(x > k.min))
       fail("{}: key '{}' = {} must be greater than {}", where, k.path, text, k.min);
-    if (x < k.min || x > k.max)
-      fail("{}: key '{}' = {} is out of range [{}, {}]", where, k.path, text, k.min, k.max);
+    check_key_range(x, k.min, k.max, text, where, k.path);
   };
   std::visit(
       [&](auto member) {
         using T = std::decay_t<decltype(s.*member)>;
         if constexpr (std::is_same_v<T, std::string>) {
-          if (!k.choices.empty() &&
-              std::find(k.choices.begin(), k.choices.end(), text) == k.choices.end()) {
-            std::string list;
-            for (auto ch : k.choices) list += (list.empty() ? "" : ", ") + std::string(ch);
-            fail("{}: key '{}' = '{}' is not one of: {}", where, k.path, text, list);
-          }
+          check_key_choice(text, k.choices, where, k.path);
           s.*member = text;
         } else if constexpr (std::is_same_v<T, bool>) {
-          if (text != "true" && text != "false")
-            fail("{}: key '{}' must be true or false, got '{}'", where, k.path, text);
-          s.*member = text == "true";
+          s.*member = parse_key_bool(text, where, k.path);
         } else if constexpr (std::is_same_v<T, double>) {
-          size_t used = 0;
-          double x = 0;
-          try {
-            x = std::stod(text, &used);
-          } catch (const std::exception&) {
-            used = 0;
-          }
-          if (used == 0 || used != text.size() || !std::isfinite(x))
-            fail("{}: key '{}' must be a finite number, got '{}'", where, k.path, text);
+          const double x = parse_key_number(text, where, k.path);
           check_range(x);
           s.*member = x;
         } else if constexpr (std::is_same_v<T, LengthDist>) {
           s.*member = parse_length(v, where, k.path);
         } else {
-          const int64_t x = parse_int(text, where, k.path);
+          const int64_t x = parse_key_int(text, where, k.path);
           check_range(double(x));
           s.*member = x;
         }
