@@ -7,6 +7,8 @@
 #include "tests/test_paths.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/test_errors.h"
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -22,16 +24,7 @@ namespace {
   return ::testing::AssertionFailure() << "'" << part << "' not found in:\n" << text;
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const qllm::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected qllm::Error";
-  return {};
-}
+using qllm::test::error_of;
 
 std::string parse_error(std::string_view yaml) {
   return error_of([&] { parse_workload_spec(yaml, "w.yaml"); });

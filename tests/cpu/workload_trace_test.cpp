@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/test_errors.h"
+
 #include <fstream>
 
 using namespace qllm::workload;
@@ -54,16 +56,7 @@ GeneratorOptions opts() {
   return o;
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const qllm::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected qllm::Error";
-  return {};
-}
+using qllm::test::error_of;
 
 }  // namespace
 
