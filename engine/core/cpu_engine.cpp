@@ -74,6 +74,7 @@ void CpuEngine::submit(Request r) {
   s->tokens = r.prompt;
   s->req = std::move(r);
   seqs_[s->req.id] = std::move(s);
+  batches_may_form_ = true;
 }
 
 bool CpuEngine::form_batch(int slot) {
@@ -194,8 +195,11 @@ void CpuEngine::finish_pass(int slot, std::vector<TokenEvent>& out) {
 }
 
 bool CpuEngine::step(std::vector<TokenEvent>& out) {
-  for (int i = 0; i < table_.n_slots; ++i)
-    if (!table_.slot[i].active) form_batch(i);
+  if (batches_may_form_) {
+    batches_may_form_ = false;
+    for (int i = 0; i < table_.n_slots; ++i)
+      if (!table_.slot[i].active) form_batch(i);
+  }
   sched::PolicyParams p;
   p.policy = lim_.policy;
   p.be_max_wait_ns = uint64_t(lim_.be_max_wait_s * 1e9);
@@ -213,7 +217,10 @@ bool CpuEngine::step(std::vector<TokenEvent>& out) {
   rec.end_s = clock_.now();
   log_.push_back(rec);
   table_.last = pick;
-  if (!table_.slot[pick].active) finish_pass(pick, out);
+  if (!table_.slot[pick].active) {
+    finish_pass(pick, out);
+    batches_may_form_ = true;
+  }
   return true;
 }
 

@@ -92,6 +92,9 @@ class CpuEngine {
   std::map<uint64_t, RequestTiming> timings_;
   std::vector<UnitRecord> log_;
   int64_t preemptions_ = 0;
+  // A batch can only newly form after a submit or a finished pass (new work,
+  // freed blocks, sequences back from a pass): idle slots are re-examined then.
+  bool batches_may_form_ = false;
 };
 
 }  // namespace qllm
