@@ -16,7 +16,8 @@ PREFIX="$DEPS/prefix"
 
 PKGS=(libyaml-cpp-dev libyaml-cpp0.7 libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
       libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3
-      libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 libutf8proc-dev libutf8proc2)
+      libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 libutf8proc-dev libutf8proc2
+      libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3 zlib1g-dev libbrotli-dev libbrotli1)
 
 qllm_device_env() {
   local lib="$PREFIX/usr/lib/x86_64-linux-gnu"

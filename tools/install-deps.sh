@@ -8,6 +8,7 @@ PACKAGES=(
   cmake ninja-build g++ pkg-config git python3
   libyaml-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
   libpcre2-dev libfmt-dev libspdlog-dev libutf8proc-dev
+  libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev   # the HTTP server and bench client
   clang libclang-rt-14-dev   # libFuzzer for the bounded fuzz run
 )
 

@@ -51,6 +51,9 @@ struct EngineConfig {
   std::string server_host = "127.0.0.1";
   int64_t server_port = 8000;
   int64_t server_max_concurrent_requests = 256;
+  std::string server_served_model_name;  // empty: the checkpoint folder's name
+  int64_t server_ls_max_priority = 0;
+  double server_shutdown_timeout_s = 30.0;
 
   // cpu dispatcher
   int64_t cpu_threads = 0;
