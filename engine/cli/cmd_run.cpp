@@ -3,6 +3,7 @@
 #include "engine/cli/commands.h"
 #include "engine/common/error.h"
 #include "engine/config/engine_config.h"
+#include "engine/core/engine_setup.h"
 #include "engine/core/workload_runner.h"
 #include "engine/cpu/ops.h"
 #include "engine/model/builtin.h"
@@ -15,31 +16,6 @@
 #include <sstream>
 
 namespace qllm::cli {
-namespace {
-
-sched::Policy parse_policy(const std::string& s) {
-  if (s == "fcfs-iteration") return sched::Policy::FcfsIteration;
-  if (s == "priority-layer") return sched::Policy::PriorityLayer;
-  if (s == "priority-expert") return sched::Policy::PriorityExpert;
-  fail("unknown policy '{}': expected fcfs-iteration, priority-layer or priority-expert", s);
-}
-
-EngineLimits limits_from(const EngineConfig& c, const ModelDesc& d) {
-  EngineLimits l;
-  l.ls_slots = int(c.scheduler_ls_slots);
-  l.be_slots = int(c.scheduler_be_slots);
-  l.max_tokens_per_step = int(c.scheduler_max_tokens_per_step);
-  l.max_seqs_per_step = int(c.scheduler_max_seqs_per_step);
-  l.prefill_chunk = int(c.scheduler_prefill_chunk);
-  l.block_size = int(c.kv_block_size);
-  l.be_max_wait_s = c.scheduler_be_max_wait_s;
-  const int64_t max_len = std::min<int64_t>(c.model_max_seq_len, d.max_positions);
-  // cpu dispatcher, kv_cache.num_blocks 0: room for 16 sequences of max_seq_len.
-  l.kv_blocks = int(c.kv_num_blocks > 0 ? c.kv_num_blocks : (max_len + l.block_size - 1) / l.block_size * 16);
-  return l;
-}
-
-}  // namespace
 
 Run add_run(CLI::App& app) {
   struct Opts {
@@ -84,7 +60,7 @@ Run add_run(CLI::App& app) {
     std::vector<workload::LabelledSummary> table;
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& p : policies) {
-      auto lim = limits_from(cfg, ck.desc());
+      auto lim = limits_from_config(cfg, ck.desc());
       lim.policy = parse_policy(p);
       const auto r = run_workload(model, spec, gen, lim);
       const auto summary = workload::summarize(r.records, spec);

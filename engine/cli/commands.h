@@ -16,6 +16,7 @@ Run add_make_model(CLI::App& app);
 Run add_tokenize(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_run(CLI::App& app);
+Run add_serve(CLI::App& app);
 Run add_devices(CLI::App& app);
 
 }  // namespace qllm::cli

@@ -41,4 +41,18 @@ class MeasuredClock final : public Clock {
   double t_ = 0;
 };
 
+// Wall time since construction (steady), for serving: requests arrive in
+// real time and every timestamp is real. Thread-safe.
+class WallClock final : public Clock {
+ public:
+  double now() const override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+  void unit_ran(double) override {}
+  void idle_until(double) override {}
+
+ private:
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+};
+
 }  // namespace qllm

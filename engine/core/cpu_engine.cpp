@@ -14,6 +14,7 @@ struct CpuEngine::Seq {
   int outputs = 0;
   int in_slot = -1;
   bool has_blocks = false;
+  bool cancelled = false;  // ends when its pass finishes
 };
 
 struct CpuEngine::SlotWork {
@@ -162,6 +163,12 @@ void CpuEngine::finish_pass(int slot, std::vector<TokenEvent>& out) {
     auto it = seqs_.find(part.id);
     QLLM_CHECK(it != seqs_.end());
     Seq& s = *it->second;
+    if (s.cancelled) {
+      if (part.logits) ++row;
+      end_request(part.id, Finish::Cancelled, now);
+      out.push_back({part.id, -1, now, Finish::Cancelled});
+      continue;
+    }
     blocks_->mark_computed(int64_t(s.req.id),
                            std::span(s.tokens).subspan(size_t(s.computed), size_t(part.n)));
     s.computed += part.n;
@@ -184,14 +191,42 @@ void CpuEngine::finish_pass(int slot, std::vector<TokenEvent>& out) {
       if (s.outputs >= s.req.max_tokens) fin = Finish::Length;
       out.push_back({s.req.id, tok, now, fin});
     }
-    if (fin != Finish::None) {
-      t.finish = fin;
-      t.finish_s = now;
-      blocks_->free(int64_t(s.req.id));
-      seqs_.erase(it);
-    }
+    if (fin != Finish::None) end_request(part.id, fin, now);
   }
   w.parts.clear();
+}
+
+void CpuEngine::end_request(uint64_t id, Finish fin, double now) {
+  auto it = seqs_.find(id);
+  QLLM_CHECK(it != seqs_.end());
+  auto& t = timings_[id];
+  t.finish = fin;
+  t.finish_s = now;
+  if (it->second->has_blocks) blocks_->free(int64_t(id));
+  seqs_.erase(it);
+  batches_may_form_ = true;  // blocks came back
+}
+
+bool CpuEngine::cancel(uint64_t id, std::vector<TokenEvent>& out) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end() || it->second->cancelled) return false;
+  Seq& s = *it->second;
+  if (s.in_slot >= 0) {  // its pass still writes s's KV blocks: end it with the pass
+    s.cancelled = true;
+    return true;
+  }
+  const double now = clock_.now();
+  end_request(id, Finish::Cancelled, now);
+  out.push_back({id, -1, now, Finish::Cancelled});
+  return true;
+}
+
+std::optional<RequestTiming> CpuEngine::release_timing(uint64_t id) {
+  auto it = timings_.find(id);
+  if (it == timings_.end() || it->second.finish == Finish::None) return std::nullopt;
+  RequestTiming t = std::move(it->second);
+  timings_.erase(it);
+  return t;
 }
 
 bool CpuEngine::step(std::vector<TokenEvent>& out) {
@@ -208,6 +243,7 @@ bool CpuEngine::step(std::vector<TokenEvent>& out) {
   const int last = table_.last;
   if (last >= 0 && last != pick && table_.slot[last].active && table_.slot[last].started) {
     ++preemptions_;
+    ++class_preemptions_[int(slots_[size_t(last)]->cls)];
     for (const auto& part : slots_[size_t(last)]->parts) ++timings_[part.id].preemptions;
   }
   UnitRecord rec{pick, table_.slot[pick].cursor, clock_.now(), 0};
@@ -216,6 +252,8 @@ bool CpuEngine::step(std::vector<TokenEvent>& out) {
   clock_.unit_ran(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   rec.end_s = clock_.now();
   log_.push_back(rec);
+  if (log_.size() > 2 * log_limit_)  // amortised trim to the newest log_limit_ records
+    log_.erase(log_.begin(), log_.end() - std::ptrdiff_t(log_limit_));
   table_.last = pick;
   if (!table_.slot[pick].active) {
     finish_pass(pick, out);
@@ -233,5 +271,17 @@ int CpuEngine::num_waiting() const {
 }
 
 int CpuEngine::num_running() const { return int(seqs_.size()) - num_waiting(); }
+
+int CpuEngine::num_waiting(PriorityClass cls) const {
+  int n = 0;
+  for (const auto& [id, s] : seqs_) n += s->req.cls == cls && s->computed == 0 && s->in_slot < 0;
+  return n;
+}
+
+int CpuEngine::num_running(PriorityClass cls) const {
+  int n = 0;
+  for (const auto& [id, s] : seqs_) n += s->req.cls == cls && !(s->computed == 0 && s->in_slot < 0);
+  return n;
+}
 
 }  // namespace qllm

@@ -27,7 +27,9 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace qllm {
@@ -65,13 +67,29 @@ class CpuEngine {
   // can be formed (the caller may then submit more or advance the clock).
   bool step(std::vector<TokenEvent>& out);
 
+  // Cancels a queued or running request: it ends with a Cancelled event in
+  // `out` (now, or when the pass it is in finishes, since that pass still
+  // writes its KV blocks) and its blocks are freed. False for an unknown or
+  // finished id.
+  bool cancel(uint64_t id, std::vector<TokenEvent>& out);
+
   bool idle() const;  // no request queued or running
   const std::vector<UnitRecord>& unit_log() const { return log_; }
   const std::map<uint64_t, RequestTiming>& timings() const { return timings_; }
   const BlockManager& blocks() const { return *blocks_; }
+  // Removes and returns a finished request's timing (a long-running server
+  // calls this so the table does not grow); nullopt while it runs.
+  std::optional<RequestTiming> release_timing(uint64_t id);
+  // Waiting: admitted, nothing computed yet and not in a pass; running: the rest.
   int num_waiting() const;
   int num_running() const;
+  int num_waiting(PriorityClass cls) const;
+  int num_running(PriorityClass cls) const;
   int64_t num_preemptions() const { return preemptions_; }
+  // Passes of this class set aside for another slot's unit.
+  int64_t num_preemptions(PriorityClass cls) const { return class_preemptions_[int(cls)]; }
+  // Keep at most this many unit records (the oldest are dropped); default: all.
+  void set_unit_log_limit(size_t n) { log_limit_ = n; }
 
  private:
   struct Seq;
@@ -79,6 +97,7 @@ class CpuEngine {
   bool form_batch(int slot);
   void run_unit(int slot);
   void finish_pass(int slot, std::vector<TokenEvent>& out);
+  void end_request(uint64_t id, Finish fin, double now);
   uint64_t now_ns() const;
 
   const cpu::ReferenceModel& model_;
@@ -92,6 +111,8 @@ class CpuEngine {
   std::map<uint64_t, RequestTiming> timings_;
   std::vector<UnitRecord> log_;
   int64_t preemptions_ = 0;
+  int64_t class_preemptions_[2] = {0, 0};
+  size_t log_limit_ = SIZE_MAX;
   // A batch can only newly form after a submit or a finished pass (new work,
   // freed blocks, sequences back from a pass): idle slots are re-examined then.
   bool batches_may_form_ = false;

@@ -22,7 +22,9 @@ struct Request {
   double arrival_s = 0;           // engine clock
 };
 
-enum class Finish : uint8_t { None, Stop, Length };
+// Stop: a stop id was sampled; Length: max_tokens reached; Cancelled: the
+// client (or a shutdown) cancelled it.
+enum class Finish : uint8_t { None, Stop, Length, Cancelled };
 
 // One sampled token (or the end of a request).
 struct TokenEvent {
