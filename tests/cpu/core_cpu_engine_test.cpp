@@ -258,3 +258,74 @@ TEST(CpuEngine, BeIsNotStarvedByASteadyLsStream) {
 }
 
 }  // namespace
+
+// Cancelling a waiting request, and one in the middle of a pass: both end with
+// a Cancelled event, their blocks come back once no pass writes them, and the
+// other requests get exactly the tokens they get alone.
+TEST(CpuEngine, CancelFreesBlocksAndDisturbsNothing) {
+  const auto& f = tiny("mixtral");
+  EngineLimits lim;
+  lim.ls_slots = 1;
+  lim.be_slots = 1;
+  lim.kv_blocks = 64;
+  lim.block_size = 4;
+  FakeClock clock;
+  CpuEngine e(f.model, lim, clock);
+  const auto keep = req(1, PriorityClass::BE, {1, 2, 3, 4, 5}, 6, 0);
+  const auto mid = req(2, PriorityClass::BE, {7, 8, 9}, 6, 0);
+  const auto queued = req(3, PriorityClass::LS, {3, 3}, 4, 0);
+  e.submit(keep);
+  e.submit(mid);
+  std::vector<TokenEvent> ev;
+  ASSERT_TRUE(e.step(ev));  // the BE pass with requests 1 and 2 has started
+  ASSERT_TRUE(e.step(ev));
+  EXPECT_GT(e.blocks().num_free_blocks(), 0);
+  const int free_before = e.blocks().num_free_blocks();
+  EXPECT_TRUE(e.cancel(2, ev));
+  EXPECT_TRUE(ev.empty()) << "a request in a pass ends with its pass";
+  EXPECT_EQ(e.blocks().num_free_blocks(), free_before) << "its pass still writes its blocks";
+  EXPECT_FALSE(e.cancel(2, ev)) << "already cancelled";
+  e.submit(queued);
+  EXPECT_TRUE(e.cancel(3, ev));
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].id, 3u);
+  EXPECT_EQ(ev[0].finish, Finish::Cancelled);
+  ev.clear();
+  std::map<uint64_t, std::vector<int32_t>> got;
+  std::map<uint64_t, Finish> fin;
+  for (int guard = 0; guard < 100000 && e.step(ev); ++guard) {
+    for (const auto& x : ev) {
+      if (x.token >= 0) got[x.id].push_back(x.token);
+      if (x.finish != Finish::None) fin[x.id] = x.finish;
+    }
+    ev.clear();
+  }
+  EXPECT_EQ(got.at(1), alone(f.model, keep));
+  EXPECT_EQ(fin.at(1), Finish::Length);
+  EXPECT_EQ(fin.at(2), Finish::Cancelled);
+  EXPECT_EQ(got.count(2), 0u) << "no token after the cancel";
+  EXPECT_FALSE(e.cancel(1, ev)) << "finished";
+  EXPECT_FALSE(e.cancel(99, ev)) << "unknown";
+  EXPECT_EQ(e.blocks().num_free_blocks(), lim.kv_blocks);
+  EXPECT_TRUE(e.idle());
+  // Finished timings can be released; running ones cannot.
+  ASSERT_TRUE(e.release_timing(2).has_value());
+  EXPECT_EQ(e.release_timing(2), std::nullopt);
+  EXPECT_EQ(e.timings().count(2), 0u);
+}
+
+TEST(CpuEngine, CountsPerClass) {
+  const auto& f = tiny("olmoe");
+  FakeClock clock;
+  CpuEngine e(f.model, {}, clock);
+  e.submit(req(1, PriorityClass::BE, {1, 2, 3}, 3, 0));
+  e.submit(req(2, PriorityClass::BE, {1, 2, 3}, 3, 0));
+  e.submit(req(3, PriorityClass::LS, {1, 2}, 3, 0));
+  EXPECT_EQ(e.num_waiting(PriorityClass::BE), 2);
+  EXPECT_EQ(e.num_waiting(PriorityClass::LS), 1);
+  std::vector<TokenEvent> ev;
+  ASSERT_TRUE(e.step(ev));  // both slots form passes
+  EXPECT_EQ(e.num_running(PriorityClass::LS), 1);
+  EXPECT_EQ(e.num_running(PriorityClass::BE), 2);
+  EXPECT_EQ(e.num_waiting(PriorityClass::BE) + e.num_waiting(PriorityClass::LS), 0);
+}
