@@ -24,6 +24,8 @@ struct ApiError : std::runtime_error {
   std::string type = "invalid_request_error";  // or "not_found_error", "rate_limit_error", ...
   std::string param;                            // the offending field ("" = none)
   std::string code;                             // e.g. "model_not_found" ("" = none)
+  // An empty type_ follows the status: 404 "not_found_error", 429
+  // "rate_limit_error", 5xx "server_error", else "invalid_request_error".
   ApiError(int status_, std::string message, std::string param_ = {}, std::string type_ = {},
            std::string code_ = {});
 };
@@ -76,14 +78,18 @@ struct GenerationRequest {
 
 // Parses and checks a body. Throws ApiError (status 400, or 404 with code
 // "model_not_found" for an unknown model) naming the field for: a body that
-// is not JSON or not an object, a field of the wrong type, a missing
+// is not JSON, not an object or nested more than 64 levels deep, a field of
+// the wrong type, a missing
 // prompt/messages, an empty prompt, out-of-range values (temperature outside
 // [0, 2], top_p outside (0, 1], top_k < -1, max_tokens < 1, n != 1, more than
 // 4 stop strings), token ids outside the vocabulary, and unsupported options
 // that change the output (n > 1, best_of > 1, logprobs, echo, suffix, tools).
-// Unknown fields are ignored, as OpenAI-compatible servers do. Does not check
-// lengths against max_model_len: the prompt is tokenized later
-// (check_length).
+// Unknown fields are ignored, as OpenAI-compatible servers do, and a null
+// field is the same as a missing one. Chat content given as text parts is
+// joined with "\n" (as vLLM); max_completion_tokens wins over max_tokens.
+// The model is checked first, so an unknown model is a 404 whatever else is
+// wrong. Does not check lengths against max_model_len: the prompt is
+// tokenized later (check_length).
 GenerationRequest parse_request(Endpoint endpoint, std::string_view body, const ApiLimits& limits);
 
 // The class of a vLLM-style priority value: <= ls_max_priority is LS.
@@ -138,7 +144,9 @@ inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
 nlohmann::json models_response(const std::vector<std::string>& names, int64_t created,
                                int64_t max_model_len);
 
-// Stop strings over streamed text. Text is fed as it is decoded; what can be
+// Stop strings over streamed text. Of several stops, the one that completes
+// first in the text wins (the longer one on a tie), however the text was
+// split into feeds. Text is fed as it is decoded; what can be
 // sent is returned, holding back any tail that could still be the start of a
 // stop string. When a stop string completes, the text before it is returned
 // and stopped() becomes true (the stop string itself is never sent).
