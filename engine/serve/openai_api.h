@@ -79,11 +79,11 @@ struct GenerationRequest {
 // Parses and checks a body. Throws ApiError (status 400, or 404 with code
 // "model_not_found" for an unknown model) naming the field for: a body that
 // is not JSON, not an object or nested more than 64 levels deep, a field of
-// the wrong type, a missing
-// prompt/messages, an empty prompt, out-of-range values (temperature outside
-// [0, 2], top_p outside (0, 1], top_k < -1, max_tokens < 1, n != 1, more than
-// 4 stop strings), token ids outside the vocabulary, and unsupported options
-// that change the output (n > 1, best_of > 1, logprobs, echo, suffix, tools).
+// the wrong type, a missing prompt/messages, an empty prompt, out-of-range
+// values (temperature outside [0, 2], top_p outside (0, 1], top_k < -1,
+// max_tokens < 1, n != 1, more than 4 stop strings), token ids outside the
+// vocabulary, and unsupported options that change the output (n > 1,
+// best_of > 1, logprobs, echo, suffix, tools).
 // Unknown fields are ignored, as OpenAI-compatible servers do, and a null
 // field is the same as a missing one. Chat content given as text parts is
 // joined with "\n" (as vLLM); max_completion_tokens wins over max_tokens.
@@ -144,12 +144,12 @@ inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
 nlohmann::json models_response(const std::vector<std::string>& names, int64_t created,
                                int64_t max_model_len);
 
-// Stop strings over streamed text. Of several stops, the one that completes
-// first in the text wins (the longer one on a tie), however the text was
-// split into feeds. Text is fed as it is decoded; what can be
+// Stop strings over streamed text. Text is fed as it is decoded; what can be
 // sent is returned, holding back any tail that could still be the start of a
 // stop string. When a stop string completes, the text before it is returned
-// and stopped() becomes true (the stop string itself is never sent).
+// and stopped() becomes true (the stop string itself is never sent). Of
+// several stops, the one that completes first in the text wins (the longer
+// one on a tie), however the text was split into feeds.
 class StopMatcher {
  public:
   explicit StopMatcher(std::vector<std::string> stops);
