@@ -68,6 +68,12 @@ void AsyncEngine::stop(double timeout_s) {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
+void AsyncEngine::inject_failure(std::string why) {
+  std::lock_guard lk(mu_);
+  injected_failure_ = std::move(why);
+  cv_.notify_one();
+}
+
 std::string AsyncEngine::failure() const {
   std::lock_guard lk(mu_);
   return failure_;
@@ -149,9 +155,10 @@ void AsyncEngine::loop() {
   for (;;) {
     bool stopping = false;
     double deadline = 0;
+    std::string injected;
     {
       std::unique_lock lk(mu_);
-      auto news = [&] { return !inbox_.empty() || !cancels_.empty(); };
+      auto news = [&] { return !inbox_.empty() || !cancels_.empty() || !injected_failure_.empty(); };
       if (!ran && !news()) {
         if (stopping_) {
           if (live_.empty()) return;  // stopped with nothing in flight
@@ -165,9 +172,11 @@ void AsyncEngine::loop() {
       cancels.swap(cancels_);
       stopping = stopping_;
       deadline = deadline_s_;
+      injected.swap(injected_failure_);
     }
     events.clear();
     try {
+      if (!injected.empty()) throw Error(injected);
       for (size_t i = 0; i < subs.size(); ++i) {
         Request& r = subs[i];
         auto& stream = sub_streams[i].second;

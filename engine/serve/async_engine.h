@@ -71,6 +71,10 @@ class AsyncEngine {
   // `timeout_s`, cancels the rest, and joins the engine thread. Idempotent.
   void stop(double timeout_s);
 
+  // For tests of the failure path: the engine thread throws `why` from its
+  // next iteration, exactly as if the dispatcher had failed.
+  void inject_failure(std::string why);
+
   bool healthy() const { return !failed_.load(); }
   std::string failure() const;
   EngineGauges gauges() const;
@@ -103,6 +107,7 @@ class AsyncEngine {
   double deadline_s_ = 0;
   uint64_t next_id_ = 1;
   std::string failure_;
+  std::string injected_failure_;
   EngineGauges gauges_;
   int64_t blocks_in_use_ = 0;
 

@@ -23,6 +23,7 @@
 #include <csignal>
 #include <ctime>
 #include <optional>
+#include <sys/socket.h>
 #include <thread>
 
 namespace qllm::serve {
@@ -74,6 +75,7 @@ class ServerImpl final : public Server {
   void shutdown(double timeout_s) override;
   void wait() override;
   const std::string& model_name() const override { return name_; }
+  void inject_engine_failure(const std::string& why) override { engine_->inject_failure(why); }
 
  private:
   void routes();
@@ -98,6 +100,7 @@ class ServerImpl final : public Server {
 
   httplib::Server http_;
   std::thread listener_;
+  int listen_fd_ = -1;
   std::atomic<int64_t> active_{0};  // generation requests being served
   std::atomic<bool> closing_{false};
   std::mutex mu_;
@@ -383,6 +386,13 @@ void ServerImpl::routes() {
   // thread until it ends.
   const size_t threads = size_t(cfg_.server_max_concurrent_requests) + 16;
   http_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // cpp-httplib listens with a backlog of 5: a burst of clients overflows the
+  // accept queue and their connections are reset. Remember the listening
+  // socket so start() can listen again with the system's maximum.
+  http_.set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd_ = sock;
+  });
 }
 
 int ServerImpl::start() {
@@ -394,6 +404,7 @@ int ServerImpl::start() {
   } else if (!http_.bind_to_port(cfg_.server_host, port)) {
     fail("cannot bind {}:{} (in use, or not an address of this machine)", cfg_.server_host, port);
   }
+  if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);  // Linux: updates the backlog
   listener_ = std::thread([this] { http_.listen_after_bind(); });
   note(fmt::format("listening on http://{}:{}", cfg_.server_host, port));
   return port;

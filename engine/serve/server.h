@@ -34,7 +34,7 @@ class Server {
 
   // Graceful shutdown: stops accepting connections and new requests (503),
   // lets in-flight requests run for up to `timeout_s`, cancels the rest
-  // (streams end with finish_reason "abort"... see README), then stops the
+  // (their streams end with finish_reason "abort"), then stops the
   // engine. Idempotent; safe to call from any thread except a handler.
   virtual void shutdown(double timeout_s) = 0;
 
@@ -42,6 +42,10 @@ class Server {
   virtual void wait() = 0;
 
   virtual const std::string& model_name() const = 0;
+
+  // For tests of the failure path: the engine fails as if its dispatcher had
+  // thrown `why` (GET /health then answers 503).
+  virtual void inject_engine_failure(const std::string& why) = 0;
 };
 
 }  // namespace qllm::serve
