@@ -386,11 +386,15 @@ void ServerImpl::routes() {
   // thread until it ends.
   const size_t threads = size_t(cfg_.server_max_concurrent_requests) + 16;
   http_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  //
   // cpp-httplib listens with a backlog of 5: a burst of clients overflows the
   // accept queue and their connections are reset. Remember the listening
   // socket so start() can listen again with the system's maximum.
+  // Only SO_REUSEADDR: cpp-httplib's default also sets SO_REUSEPORT, which
+  // lets a second server bind the same port silently and share its clients.
   http_.set_socket_options([this](socket_t sock) {
-    httplib::default_socket_options(sock);
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     listen_fd_ = sock;
   });
 }
