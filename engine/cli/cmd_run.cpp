@@ -21,7 +21,7 @@ Run add_run(CLI::App& app) {
   struct Opts {
     std::string workload, config, model, out = "qllm-run.json", policies;
     std::vector<std::string> sets;
-    bool quiet = false;
+    bool quiet = false, unit_log = false;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("-w,--workload", o->workload, "workload YAML (configs/workloads/NAME.yaml)")->required();
@@ -33,6 +33,9 @@ Run add_run(CLI::App& app) {
   app.add_option("-o,--out", o->out, "JSON file with every request's samples and the summaries")
       ->capture_default_str();
   app.add_flag("-q,--quiet", o->quiet, "only the table");
+  app.add_flag("--unit-log", o->unit_log,
+               "also write every work unit (slot, class, kind, layer, expert, start, end) to the JSON, "
+               "for profiling/plot_bench.py timeline");
   return [o]() -> int {
     EngineConfig cfg = o->config.empty() ? EngineConfig{} : load_engine_config(o->config);
     for (const auto& s : o->sets) apply_override(cfg, s);
@@ -70,8 +73,22 @@ Run add_run(CLI::App& app) {
                               {"clock", "measured: units advance it by their wall time, idle gaps jump"},
                               {"model", dir.string()},
                               {"architecture", ck.desc().architecture},
-                              {"units", r.units},
+                              {"unit_count", r.units},
                               {"engine_config", to_yaml(cfg)}};
+      if (o->unit_log) {
+        // expert: the position among the layer's experts that received tokens.
+        static constexpr const char* kKind[] = {"attn", "expert", "head", "done"};
+        nlohmann::json units = nlohmann::json::array();
+        for (const auto& u : r.unit_log)
+          units.push_back({{"slot", u.slot},
+                           {"class", u.slot < lim.ls_slots ? "LS" : "BE"},
+                           {"kind", kKind[int(u.unit.kind)]},
+                           {"layer", u.unit.layer},
+                           {"expert", u.unit.expert},
+                           {"start_s", u.start_s},
+                           {"end_s", u.end_s}});
+        extra["units"] = std::move(units);
+      }
       runs.push_back(workload::run_to_json(p, spec, r.records, summary, extra));
       if (!o->quiet)
         fmt::print(stderr, "{}: {} requests, {} units, {} preemptions, {:.3f} s\n", p, r.records.size(),

@@ -107,6 +107,7 @@ WorkloadRun run_workload(const cpu::ReferenceModel& model, const workload::Workl
   std::sort(run.records.begin(), run.records.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   run.duration_s = clock.now();
   run.preemptions = engine.num_preemptions();
+  run.unit_log = engine.unit_log();
   return run;
 }
 

@@ -21,6 +21,7 @@ struct WorkloadRun {
   std::vector<workload::RequestRecord> records;
   double duration_s = 0;   // engine clock at the end
   int64_t units = 0;       // work units run
+  std::vector<UnitRecord> unit_log;  // every unit: slot, cursor, start and end (engine clock)
   int64_t preemptions = 0;
 };
 
