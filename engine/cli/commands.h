@@ -17,6 +17,7 @@ Run add_tokenize(CLI::App& app);
 Run add_generate(CLI::App& app);
 Run add_run(CLI::App& app);
 Run add_serve(CLI::App& app);
+Run add_bench(CLI::App& app);
 Run add_devices(CLI::App& app);
 
 }  // namespace qllm::cli

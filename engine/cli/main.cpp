@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   add("generate", "generate text for one prompt, streamed to the terminal", qllm::cli::add_generate);
   add("run", "run a mixed-priority workload and report per-class latency", qllm::cli::add_run);
   add("serve", "serve the OpenAI-compatible HTTP API (completions, chat, metrics)", qllm::cli::add_serve);
+  add("bench", "replay a workload against an OpenAI-compatible server over HTTP", qllm::cli::add_bench);
   add("inspect", "describe a checkpoint: architecture, sizes, tensors, parameters", qllm::cli::add_inspect);
   add("make-model", "write a synthetic Hugging Face checkpoint with seeded weights", qllm::cli::add_make_model);
   add("tokenize", "print the token ids of UTF-8 text read from stdin", qllm::cli::add_tokenize);
