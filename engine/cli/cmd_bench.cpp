@@ -101,11 +101,13 @@ Run add_bench(CLI::App& app) {
     EngineConfig cfg;
     std::string url_text = o->url;
     if (o->in_process) {
-      if (!o->config.empty()) cfg = load_engine_config(o->config);
-      for (const auto& s : o->sets) apply_override(cfg, s);
-      cfg.server_host = "127.0.0.1";
-      cfg.server_port = 0;
-      validate(cfg, o->config.empty() ? "configuration" : o->config);
+      EngineOptions engine;
+      engine.config = o->config;
+      engine.sets = o->sets;
+      cfg = engine.load([](EngineConfig& c) {
+        c.server_host = "127.0.0.1";
+        c.server_port = 0;
+      });
       local.server = serve::Server::create(cfg, !o->quiet);
       const int port = local.server->start();
       url_text = fmt::format("http://127.0.0.1:{}", port);

@@ -35,17 +35,15 @@ double secs(Clock::time_point a, Clock::time_point b) {
 
 Run add_generate(CLI::App& app) {
   struct Opts {
-    std::string config, model, prompt;
-    std::vector<std::string> sets;
+    EngineOptions engine;
+    std::string prompt;
     bool chat = false, ignore_eos = false, show_ids = false, quiet = false;
     int max_tokens = -1, top_k = -1;
     double temperature = -1, top_p = -1;
     int64_t seed = -1;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("-c,--config", o->config, "engine configuration YAML (default: built-in defaults)");
-  app.add_option("--set", o->sets, "override a configuration key: section.key=value (repeatable)");
-  app.add_option("-m,--model", o->model, "checkpoint folder or builtin:tiny-<arch> (overrides model.path)");
+  o->engine.add_to(app);
   app.add_option("-p,--prompt", o->prompt, "prompt text (default: read stdin)");
   app.add_flag("--chat", o->chat, "wrap the prompt as a user message with the checkpoint's chat template");
   app.add_option("-n,--max-tokens", o->max_tokens, "tokens to generate (default: sampling.max_tokens)");
@@ -57,10 +55,7 @@ Run add_generate(CLI::App& app) {
   app.add_flag("--show-ids", o->show_ids, "print the prompt and generated token ids");
   app.add_flag("-q,--quiet", o->quiet, "only the generated text");
   return [o]() -> int {
-    EngineConfig cfg = o->config.empty() ? EngineConfig{} : load_engine_config(o->config);
-    for (const auto& s : o->sets) apply_override(cfg, s);
-    if (!o->model.empty()) cfg.model_path = o->model;
-    validate(cfg, o->config.empty() ? "configuration" : o->config);
+    EngineConfig cfg = o->engine.load();
     if (o->max_tokens > 0) cfg.sampling_max_tokens = o->max_tokens;
     SamplingParams sp;
     sp.temperature = o->temperature >= 0 ? o->temperature : cfg.sampling_temperature;

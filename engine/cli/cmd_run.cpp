@@ -19,15 +19,13 @@ namespace qllm::cli {
 
 Run add_run(CLI::App& app) {
   struct Opts {
-    std::string workload, config, model, out = "qllm-run.json", policies;
-    std::vector<std::string> sets;
+    EngineOptions engine;
+    std::string workload, out = "qllm-run.json", policies;
     bool quiet = false, unit_log = false;
   };
   auto o = std::make_shared<Opts>();
   app.add_option("-w,--workload", o->workload, "workload YAML (configs/workloads/NAME.yaml)")->required();
-  app.add_option("-c,--config", o->config, "engine configuration YAML (default: built-in defaults)");
-  app.add_option("--set", o->sets, "override a configuration key: section.key=value (repeatable)");
-  app.add_option("-m,--model", o->model, "checkpoint folder or builtin:tiny-<arch> (overrides model.path)");
+  o->engine.add_to(app);
   app.add_option("--policies", o->policies,
                  "comma-separated policies to compare (default: fcfs-iteration,priority-layer,priority-expert)");
   app.add_option("-o,--out", o->out, "JSON file with every request's samples and the summaries")
@@ -37,10 +35,7 @@ Run add_run(CLI::App& app) {
                "also write every work unit (slot, class, kind, layer, expert, start, end) to the JSON, "
                "for profiling/plot_bench.py timeline");
   return [o]() -> int {
-    EngineConfig cfg = o->config.empty() ? EngineConfig{} : load_engine_config(o->config);
-    for (const auto& s : o->sets) apply_override(cfg, s);
-    if (!o->model.empty()) cfg.model_path = o->model;
-    validate(cfg, o->config.empty() ? "configuration" : o->config);
+    const EngineConfig cfg = o->engine.load();
     cpu::set_num_threads(int(cfg.cpu_threads));
     const auto spec = workload::load_workload_spec(o->workload);
     const auto gen = workload::options_for_spec_file(o->workload);

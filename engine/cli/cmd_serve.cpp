@@ -18,25 +18,21 @@ namespace qllm::cli {
 
 Run add_serve(CLI::App& app) {
   struct Opts {
-    std::string config, model, host;
-    std::vector<std::string> sets;
+    EngineOptions engine;
+    std::string host;
     int port = -1;
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
-  app.add_option("-c,--config", o->config, "engine configuration YAML (default: built-in defaults)");
-  app.add_option("--set", o->sets, "override a configuration key: section.key=value (repeatable)");
-  app.add_option("-m,--model", o->model, "checkpoint folder or builtin:tiny-<arch> (overrides model.path)");
+  o->engine.add_to(app);
   app.add_option("--host", o->host, "address to listen on (overrides server.host)");
   app.add_option("--port", o->port, "port to listen on, 0 = any free port (overrides server.port)");
   app.add_flag("-q,--quiet", o->quiet, "no progress or status lines");
   return [o]() -> int {
-    EngineConfig cfg = o->config.empty() ? EngineConfig{} : load_engine_config(o->config);
-    for (const auto& s : o->sets) apply_override(cfg, s);
-    if (!o->model.empty()) cfg.model_path = o->model;
-    if (!o->host.empty()) cfg.server_host = o->host;
-    if (o->port >= 0) cfg.server_port = o->port;
-    validate(cfg, o->config.empty() ? "configuration" : o->config);
+    const EngineConfig cfg = o->engine.load([&](EngineConfig& c) {
+      if (!o->host.empty()) c.server_host = o->host;
+      if (o->port >= 0) c.server_port = o->port;
+    });
 
     // Signals are taken by sigwait on this thread only: block them before any
     // other thread exists, so every thread inherits the mask.
