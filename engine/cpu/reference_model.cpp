@@ -2,6 +2,7 @@
 
 #include "engine/common/error.h"
 #include "engine/cpu/ops.h"
+#include "engine/cpu/router.h"
 
 #include <algorithm>
 #include <cmath>
@@ -188,43 +189,19 @@ void ReferenceModel::attn_unit(Pass& p, PagedKv& kv, int layer) const {
   rms_norm(p.x.data(), L.post_norm.data(), p.h.data(), T, H, d.rms_eps);
 
   // Routing: which tokens each expert (or the dense MLP) processes.
-  const size_t n_units = L.mlps.size();
-  p.expert_tokens.assign(n_units, {});
-  p.expert_weights.assign(n_units, {});
-  if (!d.is_moe_layer(layer)) {
-    p.topk_ids.assign(size_t(T), 0);
-    p.topk_w.assign(size_t(T), 1.0f);
-    for (int t = 0; t < T; ++t) {
-      p.expert_tokens[0].push_back(t);
-      p.expert_weights[0].push_back(1.0f);
-    }
-    return;
+  Routing r;
+  if (d.is_moe_layer(layer)) {
+    const int E = d.num_experts;
+    std::vector<float> logits(size_t(T) * E);
+    linear(p.h.data(), L.router.data(), logits.data(), T, H, E);
+    r = route(logits.data(), T, E, d.top_k, d.norm_topk_prob);
+  } else {
+    r = route_dense(T);
   }
-  const int E = d.num_experts, K = d.top_k;
-  std::vector<float> logits(size_t(T) * E);
-  linear(p.h.data(), L.router.data(), logits.data(), T, H, E);
-  p.topk_ids.assign(size_t(T) * K, 0);
-  p.topk_w.assign(size_t(T) * K, 0.0f);
-  std::vector<int> order(static_cast<size_t>(E));
-  for (int t = 0; t < T; ++t) {
-    float* pr = logits.data() + int64_t(t) * E;
-    softmax(pr, E);
-    std::iota(order.begin(), order.end(), 0);
-    // Highest probability first; ties go to the lower expert index.
-    std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) {
-      return pr[a] > pr[b] || (pr[a] == pr[b] && a < b);
-    });
-    float sum = 0;
-    for (int j = 0; j < K; ++j) sum += pr[order[size_t(j)]];
-    for (int j = 0; j < K; ++j) {
-      const int e = order[size_t(j)];
-      const float w = d.norm_topk_prob ? pr[e] / sum : pr[e];
-      p.topk_ids[size_t(t) * K + j] = e;
-      p.topk_w[size_t(t) * K + j] = w;
-      p.expert_tokens[size_t(e)].push_back(t);
-      p.expert_weights[size_t(e)].push_back(w);
-    }
-  }
+  p.topk_ids = std::move(r.topk_ids);
+  p.topk_w = std::move(r.topk_w);
+  p.expert_tokens = std::move(r.expert_tokens);
+  p.expert_weights = std::move(r.expert_weights);
 }
 
 std::vector<int> ReferenceModel::active_experts(const Pass& p) const {
