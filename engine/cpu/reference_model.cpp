@@ -1,6 +1,7 @@
 #include "engine/cpu/reference_model.h"
 
 #include "engine/common/error.h"
+#include "engine/cpu/attention.h"
 #include "engine/cpu/ops.h"
 #include "engine/cpu/router.h"
 
@@ -153,36 +154,9 @@ void ReferenceModel::attn_unit(Pass& p, PagedKv& kv, int layer) const {
     std::copy_n(v.data() + int64_t(t) * kvd, kvd, kv.v_at(layer, p.slot[size_t(t)]));
   }
   // Causal GQA attention of each token over its own sequence's blocks.
-  std::vector<float> att(size_t(T) * qd, 0.0f), scores;
-  std::vector<int64_t> key_slots;
-  const float scale = 1.0f / std::sqrt(float(hd));
-  const int bs = kv.block_size;
-  for (int t = 0; t < T; ++t) {
-    const int pos = p.pos[size_t(t)];
-    const auto& table = p.tables[size_t(p.seq[size_t(t)])];
-    const int lo = d.sliding_window ? std::max(0, pos - *d.sliding_window + 1) : 0;
-    key_slots.resize(size_t(pos - lo + 1));
-    for (int j = lo; j <= pos; ++j)
-      key_slots[size_t(j - lo)] = int64_t(table[size_t(j / bs)]) * bs + j % bs;
-    scores.resize(key_slots.size());
-    for (int h = 0; h < nh; ++h) {
-      const int kvh = h / d.group_size();
-      const float* qh = q.data() + int64_t(t) * qd + int64_t(h) * hd;
-      for (size_t j = 0; j < key_slots.size(); ++j) {
-        const float* kj = kv.k_at(layer, key_slots[j]) + int64_t(kvh) * hd;
-        float s = 0;
-        for (int i = 0; i < hd; ++i) s += qh[i] * kj[i];
-        scores[j] = s * scale;
-      }
-      softmax(scores.data(), int64_t(scores.size()));
-      float* out = att.data() + int64_t(t) * qd + int64_t(h) * hd;
-      for (size_t j = 0; j < key_slots.size(); ++j) {
-        const float* vj = kv.v_at(layer, key_slots[j]) + int64_t(kvh) * hd;
-        const float w = scores[j];
-        for (int i = 0; i < hd; ++i) out[i] += w * vj[i];
-      }
-    }
-  }
+  std::vector<float> att(size_t(T) * qd, 0.0f);
+  paged_attention(q.data(), kv, layer, p.pos, p.seq, p.tables,
+                  {nh, nkv, hd, d.sliding_window.value_or(0)}, att.data());
   std::vector<float> o(size_t(T) * H);
   linear(att.data(), L.o.data(), o.data(), T, qd, H);
   for (size_t i = 0; i < o.size(); ++i) p.x[i] += o[i];
