@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 namespace qllm::serve {
 namespace {
@@ -64,30 +65,20 @@ Metrics::PerClass::PerClass()
 
 Metrics::Metrics(std::string model_name) : model_(escape_label(model_name)) {}
 
-void Metrics::add_prompt_tokens(PriorityClass c, int64_t n) {
+template <class Field, class V>
+void Metrics::update(PriorityClass c, Field PerClass::*field, V v) {
   std::lock_guard lk(mu_);
-  cls_[int(c)].prompt_tokens += n;
+  auto& f = cls_[int(c)].*field;
+  if constexpr (std::is_same_v<Field, Histogram>) f.observe(double(v));
+  else f += v;
 }
-void Metrics::add_generation_tokens(PriorityClass c, int64_t n) {
-  std::lock_guard lk(mu_);
-  cls_[int(c)].generation_tokens += n;
-}
-void Metrics::observe_ttft(PriorityClass c, double s) {
-  std::lock_guard lk(mu_);
-  cls_[int(c)].ttft.observe(s);
-}
-void Metrics::observe_itl(PriorityClass c, double s) {
-  std::lock_guard lk(mu_);
-  cls_[int(c)].itl.observe(s);
-}
-void Metrics::observe_e2e(PriorityClass c, double s) {
-  std::lock_guard lk(mu_);
-  cls_[int(c)].e2e.observe(s);
-}
-void Metrics::observe_queue_time(PriorityClass c, double s) {
-  std::lock_guard lk(mu_);
-  cls_[int(c)].queue.observe(s);
-}
+
+void Metrics::add_prompt_tokens(PriorityClass c, int64_t n) { update(c, &PerClass::prompt_tokens, n); }
+void Metrics::add_generation_tokens(PriorityClass c, int64_t n) { update(c, &PerClass::generation_tokens, n); }
+void Metrics::observe_ttft(PriorityClass c, double s) { update(c, &PerClass::ttft, s); }
+void Metrics::observe_itl(PriorityClass c, double s) { update(c, &PerClass::itl, s); }
+void Metrics::observe_e2e(PriorityClass c, double s) { update(c, &PerClass::e2e, s); }
+void Metrics::observe_queue_time(PriorityClass c, double s) { update(c, &PerClass::queue, s); }
 void Metrics::add_finished(PriorityClass c, const std::string& reason) {
   std::lock_guard lk(mu_);
   auto& k = cls_[int(c)];

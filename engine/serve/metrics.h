@@ -75,6 +75,8 @@ class Metrics {
     Histogram ttft, itl, e2e, queue;
     PerClass();
   };
+  template <class Field, class V>
+  void update(PriorityClass c, Field PerClass::*field, V v);
   std::string model_;
   mutable std::mutex mu_;
   std::array<PerClass, 2> cls_;
