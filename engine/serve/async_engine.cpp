@@ -30,7 +30,12 @@ AsyncEngine::AsyncEngine(const cpu::ReferenceModel& model, const EngineLimits& l
   engine_ = std::make_unique<CpuEngine>(model, limits, clock_);
   engine_->set_unit_log_limit(1 << 16);  // a server runs for days: keep the recent units only
   update_gauges();
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    loop();
+    TraceSnapshot snap{engine_->unit_log(), {recent_.begin(), recent_.end()}};
+    std::lock_guard lk(mu_);
+    snapshot_ = std::move(snap);
+  });
 }
 
 AsyncEngine::~AsyncEngine() { stop(0); }
@@ -84,6 +89,11 @@ EngineGauges AsyncEngine::gauges() const {
   return gauges_;
 }
 
+AsyncEngine::TraceSnapshot AsyncEngine::trace_snapshot() const {
+  std::lock_guard lk(mu_);
+  return snapshot_;
+}
+
 int64_t AsyncEngine::blocks_in_use() const {
   std::lock_guard lk(mu_);
   return blocks_in_use_;
@@ -116,6 +126,11 @@ void AsyncEngine::handle(const TokenEvent& ev) {
   L.stream->push({ev.token, ev.finish, {}});
   if (ev.finish == Finish::None) return;
   const auto t = engine_->release_timing(ev.id);
+  if (t) {
+    recent_.push_back(*t);
+    recent_.back().token_times_s = {};  // the trace needs the first token and the end only
+    if (recent_.size() > kTraceRequests) recent_.pop_front();
+  }
   if (ev.finish == Finish::Cancelled) {
     metrics_->add_finished(L.cls, "abort");
   } else {

@@ -82,6 +82,17 @@ class AsyncEngine {
   int64_t blocks_in_use() const;                           // KV blocks held right now
   double now() const { return clock_.now(); }
 
+  // The engine's recent unit log (engine clock) and the timings of the last
+  // kTraceRequests requests that ended (token times left out), copied on the
+  // engine thread when its loop exits: empty until stop() or a failure ended
+  // it. For the trace written at shutdown (profiling.trace_path).
+  struct TraceSnapshot {
+    std::vector<UnitRecord> units;
+    std::vector<RequestTiming> timings;
+  };
+  static constexpr size_t kTraceRequests = 4096;
+  TraceSnapshot trace_snapshot() const;
+
  private:
   struct Live {
     std::shared_ptr<RequestStream> stream;
@@ -97,6 +108,7 @@ class AsyncEngine {
   std::unique_ptr<CpuEngine> engine_;  // touched by the engine thread only
   std::shared_ptr<Metrics> metrics_;
   std::map<uint64_t, Live> live_;      // engine thread only
+  std::deque<RequestTiming> recent_;   // engine thread only: the last requests that ended
 
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
@@ -110,6 +122,7 @@ class AsyncEngine {
   std::string injected_failure_;
   EngineGauges gauges_;
   int64_t blocks_in_use_ = 0;
+  TraceSnapshot snapshot_;
 
   std::atomic<bool> failed_{false};
   std::atomic<int64_t> in_flight_{0};

@@ -13,6 +13,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/device_info.h"
 #include "profiling/nvtx.h"
+#include "profiling/trace_export.h"
 
 #include <fmt/format.h>
 #include <httplib.h>
@@ -429,6 +430,24 @@ void ServerImpl::shutdown(double timeout_s) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   http_.stop();
   if (listener_.joinable()) listener_.join();
+  if (!cfg_.profiling_trace_path.empty()) {
+    try {
+      const auto snap = engine_->trace_snapshot();
+      trace::TraceInfo info;
+      info.policy = cfg_.scheduler_policy;
+      info.ls_slots = int(cfg_.scheduler_ls_slots);
+      info.be_slots = int(cfg_.scheduler_be_slots);
+      info.other = {{"served_model_name", name_},
+                    {"clock", "engine clock (wall time since the server started); ts and dur in microseconds"}};
+      std::vector<trace::RequestTimes> times;
+      for (const auto& t : snap.timings) times.push_back(trace::from_timing(t));
+      trace::write_trace(cfg_.profiling_trace_path, trace::build_trace(info, snap.units, times));
+      fmt::print(stderr, "trace of the last {} work units and {} requests: {}\n", snap.units.size(), times.size(),
+                 cfg_.profiling_trace_path);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "trace not written: {}\n", e.what());
+    }
+  }
   note("stopped");
   {
     std::lock_guard lk(mu_);
