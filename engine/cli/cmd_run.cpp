@@ -9,6 +9,7 @@
 #include "engine/model/builtin.h"
 #include "engine/model/checkpoint.h"
 #include "engine/workload/report.h"
+#include "profiling/trace_export.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -20,7 +21,7 @@ namespace qllm::cli {
 Run add_run(CLI::App& app) {
   struct Opts {
     EngineOptions engine;
-    std::string workload, out = "qllm-run.json", policies;
+    std::string workload, out = "qllm-run.json", policies, trace;
     bool quiet = false, unit_log = false;
   };
   auto o = std::make_shared<Opts>();
@@ -34,8 +35,13 @@ Run add_run(CLI::App& app) {
   app.add_flag("--unit-log", o->unit_log,
                "also write every work unit (slot, class, kind, layer, expert, start, end) to the JSON, "
                "for profiling/plot_bench.py timeline");
+  app.add_option("--trace", o->trace,
+                 "write a Perfetto / chrome://tracing trace of the work units per policy to "
+                 "PREFIX-<policy>.json (default: profiling.trace_path, a trailing .json dropped)")
+      ->option_text("PREFIX");
   return [o]() -> int {
     const EngineConfig cfg = o->engine.load();
+    const std::string trace_prefix = o->trace.empty() ? cfg.profiling_trace_path : o->trace;
     cpu::set_num_threads(int(cfg.cpu_threads));
     const auto spec = workload::load_workload_spec(o->workload);
     const auto gen = workload::options_for_spec_file(o->workload);
@@ -85,6 +91,18 @@ Run add_run(CLI::App& app) {
         extra["units"] = std::move(units);
       }
       runs.push_back(workload::run_to_json(p, spec, r.records, summary, extra));
+      if (!trace_prefix.empty()) {
+        trace::TraceInfo info;
+        info.policy = p;
+        info.ls_slots = lim.ls_slots;
+        info.be_slots = lim.be_slots;
+        info.other = {{"workload", spec.name}, {"model", dir.string()}, {"architecture", ck.desc().architecture}};
+        std::vector<trace::RequestTimes> times;
+        for (const auto& rec : r.records) times.push_back(trace::from_record(rec));
+        const auto path = trace::trace_path_for(trace_prefix, p);
+        trace::write_trace(path, trace::build_trace(info, r.unit_log, times));
+        if (!o->quiet) fmt::print(stderr, "trace: {} (open in ui.perfetto.dev or chrome://tracing)\n", path.string());
+      }
       if (!o->quiet)
         fmt::print(stderr, "{}: {} requests, {} units, {} preemptions, {:.3f} s\n", p, r.records.size(),
                    r.units, r.preemptions, r.duration_s);
