@@ -22,9 +22,17 @@ int slot_tid(int slot) { return kFirstSlotTid + slot; }
 
 bool happened(double t) { return std::isfinite(t) && t >= 0; }
 
-// Engine seconds to trace microseconds, on a whole-nanosecond grid.
+// Engine seconds to trace microseconds, on a whole-nanosecond grid. Perfetto
+// reads a fractional ts as int64(ts * 1000) nanoseconds, truncating: the
+// double is nudged up where needed so that this gives back exactly `ns`, and
+// a unit's end (ts + dur) meets the next unit's ts without a 1 ns overlap
+// (which would nest the next slice under it).
 int64_t to_ns(double s) { return std::llround(s * 1e9); }
-double ns_to_us(int64_t ns) { return double(ns) / 1e3; }
+double ns_to_us(int64_t ns) {
+  double us = double(ns) / 1e3;
+  while (us * 1e3 < double(ns)) us = std::nextafter(us, HUGE_VAL);
+  return us;
+}
 
 const char* class_name(sched::PriorityClass c) { return c == sched::PriorityClass::LS ? "LS" : "BE"; }
 

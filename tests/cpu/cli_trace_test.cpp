@@ -8,11 +8,13 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <poll.h>
 #include <regex>
 #include <set>
@@ -72,8 +74,11 @@ void check_trace(const std::filesystem::path& p, const std::string& policy) {
   EXPECT_EQ(process, "qllm engine (cpu, " + policy + ")");
   for (const char* name : {"requests", "slot 0 (LS)", "slot 1 (BE)"}) EXPECT_TRUE(tracks.count(name)) << name;
   int64_t units = 0, heads = 0, arrivals = 0, finishes = 0;
+  std::map<int, std::vector<std::pair<int64_t, int64_t>>> spans;  // per track, in ns as Perfetto reads them
   for (const auto& e : t["traceEvents"]) {
     if (e["ph"] == "X") {
+      const auto ns = [](const nlohmann::json& us) { return static_cast<int64_t>(us.get<double>() * 1000.0); };
+      spans[e["tid"].get<int>()].emplace_back(ns(e["ts"]), ns(e["ts"]) + ns(e["dur"]));
       EXPECT_GE(e["ts"].get<double>(), 0) << e;
       EXPECT_GE(e["dur"].get<double>(), 0) << e;
       EXPECT_TRUE(named.count(e["tid"].get<int>())) << e;
@@ -85,6 +90,10 @@ void check_trace(const std::filesystem::path& p, const std::string& policy) {
       arrivals += n.ends_with(" arrival");
       finishes += n.ends_with(" finish");
     }
+  }
+  for (auto& [tid, v] : spans) {  // slices on one track never overlap
+    std::sort(v.begin(), v.end());
+    for (size_t i = 1; i < v.size(); ++i) EXPECT_LE(v[i - 1].second, v[i].first) << "tid " << tid;
   }
   EXPECT_GT(units, 0);
   EXPECT_GT(heads, 0);

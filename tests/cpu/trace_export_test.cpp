@@ -81,6 +81,10 @@ trace::TraceInfo two_slots() {
   return info;
 }
 
+// A JSON time in microseconds as Perfetto's JSON importer turns it into
+// nanoseconds: int64(value * 1000), truncating.
+int64_t perfetto_ns(const json& us) { return static_cast<int64_t>(us.get<double>() * 1000.0); }
+
 bool by_ts(const json& a, const json& b) { return a["ts"].get<double>() < b["ts"].get<double>(); }
 
 // Checks the format rules every trace must keep and returns the X events by tid.
@@ -106,9 +110,14 @@ std::map<int, std::vector<json>> check_well_formed(const json& t) {
   }
   for (auto& [tid, v] : by_tid) {
     std::sort(v.begin(), v.end(), by_ts);
-    for (size_t i = 1; i < v.size(); ++i)
+    for (size_t i = 1; i < v.size(); ++i) {
       EXPECT_LE(v[i - 1]["ts"].get<double>() + v[i - 1]["dur"].get<double>(), v[i]["ts"].get<double>() + kEps)
           << "overlap on tid " << tid << ": " << v[i - 1] << " and " << v[i];
+      // As Perfetto reads them: whole nanoseconds, truncated. Adjacent units
+      // must not overlap by even 1 ns there (the next would nest under it).
+      EXPECT_LE(perfetto_ns(v[i - 1]["ts"]) + perfetto_ns(v[i - 1]["dur"]), perfetto_ns(v[i]["ts"]))
+          << "overlap in ns on tid " << tid << ": " << v[i - 1] << " and " << v[i];
+    }
   }
   return by_tid;
 }
@@ -228,6 +237,30 @@ TEST(TraceExport, UnpreemptedPassesHaveNoPreemptedSlices) {
   const auto t = trace::build_trace(two_slots(), log, {});
   check_well_formed(t);
   for (const auto& e : t["traceEvents"]) EXPECT_NE(e["name"], "preempted") << e;
+}
+
+// Unit edges as a measured clock gives them: the edge two adjacent units
+// share stays shared when Perfetto truncates to whole nanoseconds
+// (check_well_formed). Each of these ends, written as its shortest decimal
+// in microseconds, reads back 1 ns early (4099.53 * 1000 = 4099529.99...).
+TEST(TraceExport, AdjacentUnitsMeetExactlyInNanoseconds) {
+  const std::vector<std::pair<double, double>> edges = {{0.004078838, 0.00409953},
+                                                        {0.004131718, 0.00416653},
+                                                        {2.127693339, 2.127756945},
+                                                        {2.127848643, 2.127900982},
+                                                        {2.128109395, 2.128117908}};
+  std::vector<UnitRecord> log;
+  for (const auto& [a, b] : edges) {
+    log.push_back({1, attn(0), a, b});
+    log.push_back({1, head(), b, b + 1e-5});
+  }
+  double t = 3.0;  // and a long run of irregular lengths
+  for (int i = 0; i < 4000; ++i) {
+    const double end = t + 1e-6 * (37.123456789 + 3.3 * (i % 17));
+    log.push_back({(i / 3) % 2, i % 3 == 2 ? head() : attn(0), t, end});
+    t = end;
+  }
+  check_well_formed(trace::build_trace(two_slots(), log, {}));
 }
 
 TEST(TraceExport, PathPerPolicy) {
