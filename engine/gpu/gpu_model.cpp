@@ -49,6 +49,11 @@ GpuModel::GpuModel(const DeviceWeights& w, const GpuModelConfig& cfg) : w_(w), c
   if (cfg_.slot.max_seqs < 1 || cfg_.slot.max_seqs > cfg_.slot.max_tokens)
     fail("scheduler.max_seqs_per_step {} is outside [1, max_tokens_per_step {}]", cfg_.slot.max_seqs,
          cfg_.slot.max_tokens);
+  if (cfg_.slot.sm_count <= 0) {
+    int dev = 0;
+    QLLM_CUDA_CHECK(cudaGetDevice(&dev));
+    QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&cfg_.slot.sm_count, cudaDevAttrMultiProcessorCount, dev));
+  }
   slot_layout_ = plan_slot_layout(d, cfg_.slot, cfg_.gemm_workspace_bytes);
   gemm_ = std::make_unique<cuda::GemmContext>(cfg_.gemm_workspace_bytes);
   kv_ = std::make_unique<DeviceKv>(plan_kv_layout(d, cfg_.kv_blocks, cfg_.slot.block_size));

@@ -62,7 +62,8 @@ namespace qllm::gpu {
 
 struct GpuModelConfig {
   int slots = 1;
-  SlotShape slot;           // every slot's shape (and the KV block size)
+  SlotShape slot;           // every slot's shape (and the KV block size); sm_count <= 0:
+                            // the current device's multiprocessors
   int64_t kv_blocks = 0;    // blocks of slot.block_size tokens in the shared KV cache
   uint64_t gemm_workspace_bytes = kDefaultGemmWorkspaceBytes;
 };

@@ -7,6 +7,9 @@ namespace qllm::gpu {
 DeviceKv::DeviceKv(const KvLayout& layout) : layout_(layout) {
   QLLM_CUDA_CHECK(cudaMalloc(&base_, layout_.total_bytes()));
   QLLM_CUDA_CHECK(cudaMemset(base_, 0, layout_.total_bytes()));
+  // cudaMemset runs on the legacy stream, which the engine's non-blocking
+  // streams do not wait for: finish it before any of them touches the cache.
+  QLLM_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 DeviceKv::~DeviceKv() {
@@ -16,6 +19,7 @@ DeviceKv::~DeviceKv() {
 SlotBuffers::SlotBuffers(const SlotLayout& layout) : layout_(layout) {
   QLLM_CUDA_CHECK(cudaMalloc(&base_, layout_.bytes));
   QLLM_CUDA_CHECK(cudaMemset(base_, 0, layout_.bytes));
+  QLLM_CUDA_CHECK(cudaDeviceSynchronize());  // as DeviceKv: before any stream's first set_step
   QLLM_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned_), layout_.step.bytes));
   QLLM_CUDA_CHECK(cudaEventCreateWithFlags(&copied_, cudaEventDisableTiming));
   auto* b = static_cast<uint8_t*>(base_);

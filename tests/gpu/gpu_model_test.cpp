@@ -137,20 +137,13 @@ class CpuSide {
   double margin_ = 1e30;
 };
 
-int sm_count() {
-  int dev = 0, n = 0;
-  QLLM_CUDA_CHECK(cudaGetDevice(&dev));
-  QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-  return n;
-}
-
 constexpr int kBlocks = 32, kBlockSize = 4;
 
 gpu::GpuModelConfig config() {
   gpu::GpuModelConfig c;
   c.slots = 2;
-  c.slot = gpu::SlotShape{.max_tokens = 24, .max_seqs = 4, .max_seq_len = 64, .block_size = kBlockSize,
-                          .sampling_blocks = 2, .sm_count = sm_count()};
+  c.slot = gpu::SlotShape{.max_tokens = 24, .max_seqs = 4, .max_seq_len = 1024, .block_size = kBlockSize,
+                          .sampling_blocks = 2, .sm_count = 0};
   c.kv_blocks = kBlocks;
   c.gemm_workspace_bytes = size_t(8) << 20;
   return c;
