@@ -19,9 +19,12 @@
 //
 // What is asserted for each logit row (the GPU computes in bf16 with fp32
 // accumulation, the CPU in fp32 from the same bf16 weights):
-//   * every logit finite and |gpu - cpu| <= 3e-2 * max|cpu| over the row;
+//   * every logit finite and |gpu - cpu| <= 2e-2 * max|cpu| over the row
+//     (the CPU reference with its activations, K/V and expert intermediates
+//     rounded to bf16 where the GPU rounds them differs from the plain
+//     reference by at most 0.55% of max|cpu| on passes 0-4 with these seeds);
 //   * the GPU's argmax differs from the CPU's only where the CPU's top two are
-//     within 2 * 3e-2 * max|cpu| (a near tie), and agrees on at least half the
+//     within 2 * 2e-2 * max|cpu| (a near tie), and agrees on at least half the
 //     rows of the test;
 //   * the sampled token is what engine/cpu/sampling.h sample_token picks from
 //     the GPU's own logits with the row's parameters and step;
@@ -47,17 +50,19 @@ using namespace qllm::test;
 
 namespace {
 
-constexpr double kTol = 3e-2;
+constexpr double kTol = 2e-2;
 
-// Routing near ties. bf16 activations and K/V move the router logits by an
-// estimated few thousandths (their spread is about 1), so where the CPU's
-// k-th and (k+1)-th router logits of a row are that close, the GPU may pick
-// the other expert, and that sequence's logits then differ by far more than
-// rounding. With a few dozen routed rows per test, most seeds have such a row
-// (smallest gaps around 5e-3), so each variant's seed was picked on the CPU
-// (seeds 1-400) for a smallest gap of at least kMinMargin over all the passes
-// that use it. Each test checks that on its CPU side, so a change to the
-// passes or the generator that brings a near tie back says so.
+// Routing near ties. bf16 activations and K/V move the router logits a
+// little (their spread is about 1), so where the CPU's k-th and (k+1)-th
+// router logits of a row are very close, the GPU may pick the other expert,
+// and that sequence's logits then differ by far more than rounding (the
+// bf16-rounded CPU reference flips a choice with seed 4 of tiny Mixtral, gap
+// below 1e-4, and its logits move by 6.6% of their scale). With a few dozen
+// routed rows per test, most seeds have a gap below 1e-2, so each variant's
+// seed was picked on the CPU (seeds 1-400) for a smallest gap of at least
+// kMinMargin over all the passes that use it. Each test checks that on its
+// CPU side, so a change to the passes or the generator that brings a near tie
+// back says so.
 constexpr double kMinMargin = 3e-2;
 
 struct Variant {
