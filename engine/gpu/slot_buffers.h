@@ -96,7 +96,9 @@ class SlotBuffers {
   // malformed, leaving the device untouched) into the pinned block and
   // enqueues one cudaMemcpyAsync of it into the device metadata on `stream`.
   // Waits on the host until the previous set_step's copy has read the pinned
-  // block. Host side of a step: never called inside a capture.
+  // block. Host side of a step: never called inside a capture. The copy
+  // overwrites what the slot's units read, so enqueue it on the stream those
+  // units run on (or order it after them).
   StepInfo set_step(const KvGeometry& kv, int vocab, std::span<const cpu::SeqChunk> chunks,
                     std::span<const cuda::SamplingRow> sampling, cudaStream_t stream);
 
