@@ -1,0 +1,278 @@
+#include "engine/core/engine.h"
+
+#include "engine/common/error.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace qllm {
+
+struct Engine::Seq {
+  Request req;
+  std::vector<int32_t> tokens;  // prompt, then sampled tokens
+  int computed = 0;             // positions whose KV is written
+  int outputs = 0;
+  int in_slot = -1;
+  bool has_blocks = false;
+  bool cancelled = false;  // ends when its pass finishes
+};
+
+struct Engine::SlotWork {
+  PriorityClass cls = PriorityClass::BE;
+  struct Part {
+    uint64_t id;
+    int n;
+    bool logits;
+  };
+  std::vector<Part> parts;
+};
+
+Engine::Engine(UnitBackend& backend, const EngineLimits& limits, Clock& clock)
+    : backend_(backend), lim_(limits), clock_(clock) {
+  if (lim_.ls_slots < 0 || lim_.be_slots < 0 || lim_.ls_slots + lim_.be_slots < 1 ||
+      lim_.ls_slots + lim_.be_slots > sched::kMaxSlots)
+    fail("engine: {} LS + {} BE slots: need 1 to {} slots in all", lim_.ls_slots, lim_.be_slots,
+         sched::kMaxSlots);
+  blocks_ = std::make_unique<BlockManager>(lim_.kv_blocks, lim_.block_size);
+  table_.n_slots = lim_.ls_slots + lim_.be_slots;
+  for (int i = 0; i < table_.n_slots; ++i) {
+    slots_.push_back(std::make_unique<SlotWork>());
+    slots_.back()->cls = i < lim_.ls_slots ? PriorityClass::LS : PriorityClass::BE;
+  }
+}
+
+Engine::~Engine() = default;
+
+uint64_t Engine::now_ns() const { return uint64_t(std::max(0.0, clock_.now()) * 1e9); }
+
+void Engine::submit(Request r) {
+  const auto& d = backend_.desc();
+  if (r.prompt.empty()) fail("request {}: the prompt is empty", r.id);
+  for (int32_t t : r.prompt)
+    if (t < 0 || t >= d.vocab) fail("request {}: token id {} is outside the vocabulary [0, {})", r.id, t, d.vocab);
+  if (r.max_tokens < 1) fail("request {}: max_tokens must be at least 1, got {}", r.id, r.max_tokens);
+  const int64_t total = int64_t(r.prompt.size()) + r.max_tokens;
+  if (total > blocks_->capacity_tokens() || total > d.max_positions)
+    fail("request {}: prompt {} + max_tokens {} = {} tokens exceeds the limit of {} (KV cache {} "
+         "tokens, model {} positions)", r.id, r.prompt.size(), r.max_tokens, total,
+         std::min<int64_t>(blocks_->capacity_tokens(), d.max_positions), blocks_->capacity_tokens(),
+         d.max_positions);
+  if (seqs_.count(r.id) || timings_.count(r.id)) fail("request {}: duplicate id", r.id);
+  if (r.cls == PriorityClass::LS && lim_.ls_slots == 0)
+    fail("request {}: latency-sensitive, but the engine has no LS slot", r.id);
+  if (r.cls == PriorityClass::BE && lim_.be_slots == 0)
+    fail("request {}: best-effort, but the engine has no BE slot", r.id);
+  RequestTiming t;
+  t.id = r.id;
+  t.cls = r.cls;
+  t.arrival_s = r.arrival_s;
+  t.prompt_tokens = int(r.prompt.size());
+  timings_[r.id] = t;
+  auto s = std::make_unique<Seq>();
+  s->tokens = r.prompt;
+  s->req = std::move(r);
+  seqs_[s->req.id] = std::move(s);
+  batches_may_form_ = true;
+}
+
+bool Engine::form_batch(int slot) {
+  auto& w = *slots_[size_t(slot)];
+  w.parts.clear();
+  // Candidates of the slot's class, oldest first.
+  std::vector<Seq*> cand;
+  for (auto& [id, s] : seqs_)
+    if (s->in_slot < 0 && s->req.cls == w.cls) cand.push_back(s.get());
+  std::stable_sort(cand.begin(), cand.end(),
+                   [](const Seq* a, const Seq* b) { return a->req.arrival_s < b->req.arrival_s; });
+  int tokens = 0;
+  std::vector<cpu::SeqChunk> chunks;
+  std::vector<SampleSpec> sampling;
+  std::vector<std::vector<int32_t>> tables;
+  tables.reserve(cand.size());
+  auto add = [&](Seq* s, int n, bool logits) {
+    if (!s->has_blocks) {
+      const int need = int(s->req.prompt.size()) + s->req.max_tokens;
+      if (!blocks_->can_allocate(need)) return;  // waits for blocks
+      blocks_->allocate(int64_t(s->req.id), need);
+      s->has_blocks = true;
+    }
+    const auto bt = blocks_->block_table(int64_t(s->req.id));
+    tables.emplace_back(bt.begin(), bt.end());
+    chunks.push_back({std::span(s->tokens).subspan(size_t(s->computed), size_t(n)), s->computed,
+                      tables.back(), logits});
+    w.parts.push_back({s->req.id, n, logits});
+    if (logits) sampling.push_back({s->req.sampling, uint64_t(s->outputs)});
+    s->in_slot = slot;
+    tokens += n;
+    auto& t = timings_[s->req.id];
+    if (t.first_scheduled_s < 0) t.first_scheduled_s = clock_.now();
+  };
+  const int prompt_len_limit = lim_.prefill_chunk;
+  for (int phase = 0; phase < 2; ++phase) {  // decode tokens first, then prompt chunks
+    for (Seq* s : cand) {
+      if (int(w.parts.size()) >= lim_.max_seqs_per_step || tokens >= lim_.max_tokens_per_step) break;
+      if (s->in_slot >= 0) continue;
+      const int prompt = int(s->req.prompt.size());
+      const bool decoding = s->computed >= prompt;
+      if (decoding != (phase == 0)) continue;
+      if (decoding) {
+        add(s, 1, true);
+      } else {
+        const int n = std::min({prompt - s->computed, prompt_len_limit, lim_.max_tokens_per_step - tokens});
+        add(s, n, s->computed + n == prompt);
+      }
+    }
+  }
+  if (w.parts.empty()) return false;
+  backend_.begin(slot, chunks, sampling);
+  sched::publish(table_.slot[slot], w.cls, now_ns());
+  return true;
+}
+
+void Engine::run_unit(int slot) {
+  auto& st = table_.slot[slot];
+  const auto c = st.cursor;
+  int experts = 0;
+  switch (c.kind) {
+    case sched::UnitKind::Attn:
+    case sched::UnitKind::Expert:
+    case sched::UnitKind::Head:
+      experts = backend_.run(slot, c);
+      break;
+    case sched::UnitKind::Done:
+      QLLM_CHECK_MSG(false, "slot {} scheduled with no unit left", slot);
+  }
+  sched::advance(st, backend_.desc().layers, experts);
+}
+
+void Engine::finish_pass(int slot, std::vector<TokenEvent>& out) {
+  auto& w = *slots_[size_t(slot)];
+  const std::vector<int32_t> sampled = backend_.sampled(slot);
+  size_t row = 0;
+  const double now = clock_.now();
+  for (const auto& part : w.parts) {
+    auto it = seqs_.find(part.id);
+    QLLM_CHECK(it != seqs_.end());
+    Seq& s = *it->second;
+    if (s.cancelled) {
+      if (part.logits) ++row;
+      end_request(part.id, Finish::Cancelled, now);
+      out.push_back({part.id, -1, now, Finish::Cancelled});
+      continue;
+    }
+    blocks_->mark_computed(int64_t(s.req.id),
+                           std::span(s.tokens).subspan(size_t(s.computed), size_t(part.n)));
+    s.computed += part.n;
+    s.in_slot = -1;
+    if (!part.logits) continue;
+    QLLM_CHECK_MSG(row < sampled.size(), "slot {}: the backend sampled {} tokens for more chunks", slot,
+                   sampled.size());
+    const int32_t tok = sampled[row++];
+    auto& t = timings_[s.req.id];
+    Finish fin = Finish::None;
+    if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end()) {
+      fin = Finish::Stop;
+      out.push_back({s.req.id, -1, now, fin});
+    } else {
+      s.tokens.push_back(tok);
+      ++s.outputs;
+      if (t.first_token_s < 0) t.first_token_s = now;
+      t.token_times_s.push_back(now);
+      t.output_tokens = s.outputs;
+      if (s.outputs >= s.req.max_tokens) fin = Finish::Length;
+      out.push_back({s.req.id, tok, now, fin});
+    }
+    if (fin != Finish::None) end_request(part.id, fin, now);
+  }
+  w.parts.clear();
+}
+
+void Engine::end_request(uint64_t id, Finish fin, double now) {
+  auto it = seqs_.find(id);
+  QLLM_CHECK(it != seqs_.end());
+  auto& t = timings_[id];
+  t.finish = fin;
+  t.finish_s = now;
+  if (it->second->has_blocks) blocks_->free(int64_t(id));
+  seqs_.erase(it);
+  batches_may_form_ = true;  // blocks came back
+}
+
+bool Engine::cancel(uint64_t id, std::vector<TokenEvent>& out) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end() || it->second->cancelled) return false;
+  Seq& s = *it->second;
+  if (s.in_slot >= 0) {  // its pass still writes s's KV blocks: end it with the pass
+    s.cancelled = true;
+    return true;
+  }
+  const double now = clock_.now();
+  end_request(id, Finish::Cancelled, now);
+  out.push_back({id, -1, now, Finish::Cancelled});
+  return true;
+}
+
+std::optional<RequestTiming> Engine::release_timing(uint64_t id) {
+  auto it = timings_.find(id);
+  if (it == timings_.end() || it->second.finish == Finish::None) return std::nullopt;
+  RequestTiming t = std::move(it->second);
+  timings_.erase(it);
+  return t;
+}
+
+bool Engine::step(std::vector<TokenEvent>& out) {
+  if (batches_may_form_) {
+    batches_may_form_ = false;
+    for (int i = 0; i < table_.n_slots; ++i)
+      if (!table_.slot[i].active) form_batch(i);
+  }
+  sched::PolicyParams p;
+  p.policy = lim_.policy;
+  p.be_max_wait_ns = uint64_t(lim_.be_max_wait_s * 1e9);
+  const int pick = sched::pick_slot(table_, now_ns(), p);
+  if (pick < 0) return false;
+  const int last = table_.last;
+  if (last >= 0 && last != pick && table_.slot[last].active && table_.slot[last].started) {
+    ++preemptions_;
+    ++class_preemptions_[int(slots_[size_t(last)]->cls)];
+    for (const auto& part : slots_[size_t(last)]->parts) ++timings_[part.id].preemptions;
+  }
+  UnitRecord rec{pick, table_.slot[pick].cursor, clock_.now(), 0};
+  const auto t0 = std::chrono::steady_clock::now();
+  run_unit(pick);
+  clock_.unit_ran(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  rec.end_s = clock_.now();
+  log_.push_back(rec);
+  if (log_.size() > 2 * log_limit_)  // amortised trim to the newest log_limit_ records
+    log_.erase(log_.begin(), log_.end() - std::ptrdiff_t(log_limit_));
+  table_.last = pick;
+  if (!table_.slot[pick].active) {
+    finish_pass(pick, out);
+    batches_may_form_ = true;
+  }
+  return true;
+}
+
+bool Engine::idle() const { return seqs_.empty(); }
+
+int Engine::num_waiting() const {
+  int n = 0;
+  for (const auto& [id, s] : seqs_) n += s->computed == 0 && s->in_slot < 0;
+  return n;
+}
+
+int Engine::num_running() const { return int(seqs_.size()) - num_waiting(); }
+
+int Engine::num_waiting(PriorityClass cls) const {
+  int n = 0;
+  for (const auto& [id, s] : seqs_) n += s->req.cls == cls && s->computed == 0 && s->in_slot < 0;
+  return n;
+}
+
+int Engine::num_running(PriorityClass cls) const {
+  int n = 0;
+  for (const auto& [id, s] : seqs_) n += s->req.cls == cls && !(s->computed == 0 && s->in_slot < 0);
+  return n;
+}
+
+}  // namespace qllm
