@@ -6,6 +6,7 @@
 #include "engine/core/engine_setup.h"
 #include "engine/core/workload_runner.h"
 #include "engine/cpu/ops.h"
+#include "engine/gpu/dispatcher.h"
 #include "engine/model/builtin.h"
 #include "engine/model/checkpoint.h"
 #include "engine/workload/report.h"
@@ -52,25 +53,27 @@ Run add_run(CLI::App& app) {
       if (!p.empty()) policies.push_back(p);
     for (const auto& p : policies) parse_policy(p);  // refuse typos before any work
 
+    const gpu::DispatcherChoice choice = gpu::choose_dispatcher(cfg);  // refuses before any work
     const auto dir = resolve_model_path(cfg.model_path, !o->quiet);
     CheckpointOptions copts;
     copts.progress = !o->quiet;
     const auto ck = Checkpoint::open(dir, copts);
-    const cpu::ReferenceModel model(ck);
+    const gpu::Dispatch dispatch = gpu::make_dispatch(cfg, ck, choice, !o->quiet);
+    const std::string& dispatcher = dispatch.choice.name;
     if (!o->quiet)
-      fmt::print(stderr, "workload {} on {} ({}), dispatcher cpu\n", spec.name, dir.string(),
-                 ck.desc().architecture);
+      fmt::print(stderr, "workload {} on {} ({}), dispatcher {} ({}): {}\n", spec.name, dir.string(),
+                 ck.desc().architecture, dispatcher, dispatch.choice.reason, dispatch.detail);
 
     std::vector<workload::LabelledSummary> table;
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& p : policies) {
-      auto lim = limits_from_config(cfg, ck.desc());
+      auto lim = dispatch.limits;
       lim.policy = parse_policy(p);
-      const auto r = run_workload(model, spec, gen, lim);
+      const auto r = run_workload(*dispatch.backend, spec, gen, lim);
       const auto summary = workload::summarize(r.records, spec);
       table.push_back({p, summary});
       nlohmann::json extra = {{"policy", p},
-                              {"dispatcher", "cpu"},
+                              {"dispatcher", dispatcher},
                               {"clock", "measured: units advance it by their wall time, idle gaps jump"},
                               {"model", dir.string()},
                               {"architecture", ck.desc().architecture},
@@ -93,6 +96,7 @@ Run add_run(CLI::App& app) {
       runs.push_back(workload::run_to_json(p, spec, r.records, summary, extra));
       if (!trace_prefix.empty()) {
         trace::TraceInfo info;
+        info.dispatcher = dispatcher;
         info.policy = p;
         info.ls_slots = lim.ls_slots;
         info.be_slots = lim.be_slots;

@@ -31,10 +31,16 @@ Request make_request(const workload::WorkloadRequest& w, int vocab, uint64_t see
 
 WorkloadRun run_workload(const cpu::ReferenceModel& model, const workload::WorkloadSpec& spec,
                          const workload::GeneratorOptions& gen_opts, const EngineLimits& limits) {
+  CpuBackend backend(model, limits.ls_slots + limits.be_slots, limits.kv_blocks, limits.block_size);
+  return run_workload(backend, spec, gen_opts, limits);
+}
+
+WorkloadRun run_workload(UnitBackend& backend, const workload::WorkloadSpec& spec,
+                         const workload::GeneratorOptions& gen_opts, const EngineLimits& limits) {
   workload::WorkloadGenerator gen(spec, gen_opts);
   MeasuredClock clock;
-  CpuEngine engine(model, limits, clock);
-  const int vocab = model.desc().vocab;
+  Engine engine(backend, limits, clock);
+  const int vocab = backend.desc().vocab;
   const uint64_t seed = uint64_t(spec.seed);
 
   std::deque<workload::WorkloadRequest> pending(gen.open_loop().begin(), gen.open_loop().end());

@@ -1,5 +1,7 @@
-// Runs a workload (engine/workload) through the engine on the cpu dispatcher
-// and returns one RequestRecord per request, on the engine's clock.
+// Runs a workload (engine/workload) through the engine, on the cpu
+// dispatcher or over any UnitBackend (the host dispatcher's:
+// engine/gpu/dispatcher.h), and returns one RequestRecord per request, on the
+// engine's clock.
 //
 // The clock is MeasuredClock: each work unit advances it by its measured wall
 // time and idle gaps jump to the next arrival, so latencies are those of real
@@ -25,7 +27,16 @@ struct WorkloadRun {
   int64_t preemptions = 0;
 };
 
+// On the cpu dispatcher (a CpuBackend over `model`).
 WorkloadRun run_workload(const cpu::ReferenceModel& model, const workload::WorkloadSpec& spec,
+                         const workload::GeneratorOptions& gen, const EngineLimits& limits);
+
+// Over `backend`, which holds limits' slots and KV blocks. A backend can serve
+// one run after another (each run starts its own engine). On a GPU backend a
+// unit's measured time is its host time: launches return at once, and the
+// GPU's work is waited for in the units that read results back (attn reads
+// the expert counts, head the tokens), so those units carry it.
+WorkloadRun run_workload(UnitBackend& backend, const workload::WorkloadSpec& spec,
                          const workload::GeneratorOptions& gen, const EngineLimits& limits);
 
 }  // namespace qllm

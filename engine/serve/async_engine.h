@@ -9,7 +9,8 @@
 #pragma once
 
 #include "engine/core/clock.h"
-#include "engine/core/cpu_engine.h"
+#include "engine/core/engine.h"
+#include "engine/core/unit_backend.h"
 #include "engine/core/request.h"
 #include "engine/serve/metrics.h"
 
@@ -52,9 +53,10 @@ class RequestStream {
 
 class AsyncEngine {
  public:
-  // The model must outlive the engine. Starts the engine thread.
-  AsyncEngine(const cpu::ReferenceModel& model, const EngineLimits& limits,
-              std::shared_ptr<Metrics> metrics);
+  // Runs an Engine over `backend` (any dispatcher's: engine/gpu/dispatcher.h
+  // builds one), which must hold `limits`' slots and KV blocks and outlive
+  // this object; only the engine thread calls it. Starts the engine thread.
+  AsyncEngine(UnitBackend& backend, const EngineLimits& limits, std::shared_ptr<Metrics> metrics);
   ~AsyncEngine();  // stop(0)
 
   // Queues a request (its id and arrival time are assigned here) and returns
@@ -105,7 +107,7 @@ class AsyncEngine {
   void update_gauges();
 
   WallClock clock_;
-  std::unique_ptr<CpuEngine> engine_;  // touched by the engine thread only
+  std::unique_ptr<Engine> engine_;     // touched by the engine thread only
   std::shared_ptr<Metrics> metrics_;
   std::map<uint64_t, Live> live_;      // engine thread only
   std::deque<RequestTiming> recent_;   // engine thread only: the last requests that ended

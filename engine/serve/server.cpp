@@ -3,7 +3,7 @@
 #include "engine/common/error.h"
 #include "engine/core/engine_setup.h"
 #include "engine/cpu/ops.h"
-#include "engine/cpu/reference_model.h"
+#include "engine/gpu/dispatcher.h"
 #include "engine/model/builtin.h"
 #include "engine/model/checkpoint.h"
 #include "engine/serve/async_engine.h"
@@ -11,7 +11,6 @@
 #include "engine/serve/openai_api.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
-#include "kernels/device_info.h"
 #include "profiling/nvtx.h"
 #include "profiling/trace_export.h"
 
@@ -92,7 +91,8 @@ class ServerImpl final : public Server {
   std::optional<Tokenizer> tok_;
   std::optional<ChatTemplate> chat_;
   TokenizerConfig tok_cfg_;
-  std::unique_ptr<cpu::ReferenceModel> model_;
+  std::string dispatcher_;                // cpu or host
+  std::unique_ptr<UnitBackend> backend_;  // outlives engine_ (declared before it)
   std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<AsyncEngine> engine_;
   std::vector<int32_t> stop_ids_;
@@ -111,15 +111,8 @@ class ServerImpl final : public Server {
 
 ServerImpl::ServerImpl(const EngineConfig& cfg, bool verbose) : cfg_(cfg), verbose_(verbose) {
   prof::Range range("serve: load");
-  const auto devs = cuda::query_devices();
-  const std::string& want = cfg_.scheduler_dispatcher;
-  if (want == "device" || want == "host")
-    fail("scheduler.dispatcher '{}' is not available in this build ({}); use 'auto' or 'cpu'", want,
-         devs.devices.empty() ? "no CUDA device: " + devs.why_none
-                              : std::string("the GPU dispatchers are not implemented yet"));
-  note(fmt::format("dispatcher cpu ({})", want == "cpu" ? "configured"
-                   : devs.devices.empty() ? "auto: no CUDA device, " + devs.why_none
-                                          : "auto: the GPU dispatchers are not implemented yet"));
+  // Refuses an unavailable dispatcher before anything is loaded.
+  const gpu::DispatcherChoice choice = gpu::choose_dispatcher(cfg_);
   cpu::set_num_threads(int(cfg_.cpu_threads));
 
   const auto dir = resolve_model_path(cfg_.model_path, verbose_);
@@ -132,8 +125,11 @@ ServerImpl::ServerImpl(const EngineConfig& cfg, bool verbose) : cfg_(cfg), verbo
     tok_cfg_ = load_tokenizer_config(dir / "tokenizer_config.json");
     if (!tok_cfg_.chat_template.empty()) chat_.emplace(tok_cfg_.chat_template);
   }
-  model_ = std::make_unique<cpu::ReferenceModel>(ck);
-  const EngineLimits lim = limits_from_config(cfg_, d);
+  gpu::Dispatch dispatch = gpu::make_dispatch(cfg_, ck, choice, verbose_);
+  dispatcher_ = choice.name;
+  backend_ = std::move(dispatch.backend);
+  const EngineLimits lim = dispatch.limits;
+  note(fmt::format("dispatcher {} ({}): {}", choice.name, choice.reason, dispatch.detail));
   for (int id : d.stop_token_ids()) stop_ids_.push_back(id);
 
   name_ = cfg_.server_served_model_name;
@@ -154,7 +150,7 @@ ServerImpl::ServerImpl(const EngineConfig& cfg, bool verbose) : cfg_(cfg), verbo
   created_ = int64_t(std::time(nullptr));
 
   metrics_ = std::make_shared<Metrics>(name_);
-  engine_ = std::make_unique<AsyncEngine>(*model_, lim, metrics_);
+  engine_ = std::make_unique<AsyncEngine>(*backend_, lim, metrics_);
   note(fmt::format("model {} ({}, {} layers, {} experts, top-{}), served as '{}'; {} LS + {} BE slots, "
                    "policy {}, {} KV blocks of {}, max_model_len {}",
                    dir.string(), d.architecture, d.layers, d.num_experts, d.top_k, name_, lim.ls_slots,
@@ -434,6 +430,7 @@ void ServerImpl::shutdown(double timeout_s) {
     try {
       const auto snap = engine_->trace_snapshot();
       trace::TraceInfo info;
+      info.dispatcher = dispatcher_;
       info.policy = cfg_.scheduler_policy;
       info.ls_slots = int(cfg_.scheduler_ls_slots);
       info.be_slots = int(cfg_.scheduler_be_slots);

@@ -1,6 +1,8 @@
 // `qllm serve` as a process: it prints where it listens, answers HTTP, and on
 // SIGTERM/SIGINT ends in-flight streams properly and exits 0. Bad settings
-// are refused at start with a message.
+// (an unknown value, a dispatcher that is not available) are refused at
+// start with a message.
+#include "kernels/device_info.h"
 #include "tests/test_paths.h"
 
 #include <gtest/gtest.h>
@@ -135,6 +137,14 @@ TEST(CliServe, RefusesWhatItCannotServe) {
     EXPECT_EQ(c.exit_code(60), 1);
     c.wait_for(std::regex("error"), 1);
     EXPECT_NE(c.err.find("scheduler.dispatcher 'device' is not available"), std::string::npos) << c.err;
+    EXPECT_NE(c.err.find("not implemented yet, use host or cpu"), std::string::npos) << c.err;
+  }
+  if (!qllm::cuda::gpu_available()) {  // where a GPU is, `host` serves
+    Child c({"--port", "0", "--set", "scheduler.dispatcher=host"});
+    EXPECT_EQ(c.exit_code(60), 1);
+    c.wait_for(std::regex("error"), 1);
+    EXPECT_NE(c.err.find("scheduler.dispatcher 'host' is not available: no CUDA device"), std::string::npos)
+        << c.err;
   }
   {
     Child c({"--port", "0", "--set", "server.ls_max_priority=oops"});
