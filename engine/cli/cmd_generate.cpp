@@ -1,8 +1,8 @@
 // qllm generate: one prompt in, text streamed to the terminal.
 //
 // Runs the CPU reference forward pass: prefill in chunks of
-// scheduler.prefill_chunk tokens, then one decode step per token. The GPU
-// dispatchers plug in behind the same loop.
+// scheduler.prefill_chunk tokens, then one decode step per token. (`qllm
+// run` and `qllm serve` run on the configured dispatcher.)
 #include "engine/cli/commands.h"
 #include "engine/common/error.h"
 #include "engine/config/engine_config.h"
@@ -73,7 +73,8 @@ Run add_generate(CLI::App& app) {
     if (cfg.scheduler_dispatcher != "cpu")
       note(devs.devices.empty()
                ? fmt::format("dispatcher {}: no CUDA device ({}), using cpu", cfg.scheduler_dispatcher, devs.why_none)
-               : fmt::format("dispatcher {}: GPU dispatchers are not built yet, using cpu", cfg.scheduler_dispatcher));
+               : fmt::format("dispatcher {}: qllm generate runs the cpu reference (qllm run and qllm serve "
+                             "use the GPU dispatchers)", cfg.scheduler_dispatcher));
 
     const auto dir = resolve_model_path(cfg.model_path, !o->quiet);
     CheckpointOptions copts;

@@ -108,7 +108,10 @@ int64_t host_kv_blocks(const EngineConfig& cfg, const ModelDesc& d, const Engine
   return std::min(fit, std::max<int64_t>(1, cfg.server_max_concurrent_requests) * per_seq);
 }
 
-Dispatch make_dispatch(const EngineConfig& cfg, const Checkpoint& ck, const DispatcherChoice& choice, bool verbose) {
+namespace {
+
+Dispatch make_dispatch_as_chosen(const EngineConfig& cfg, const Checkpoint& ck, const DispatcherChoice& choice,
+                                 bool verbose) {
   const ModelDesc& d = ck.desc();
   Dispatch out;
   out.choice = choice;
@@ -154,6 +157,21 @@ Dispatch make_dispatch(const EngineConfig& cfg, const Checkpoint& ck, const Disp
                            host->inner().capture_summary().str());
   out.backend = std::move(host);
   return out;
+}
+
+}  // namespace
+
+Dispatch make_dispatch(const EngineConfig& cfg, const Checkpoint& ck, const DispatcherChoice& choice, bool verbose) {
+  if (choice.name != "host" || choice.reason.rfind("auto", 0) != 0)
+    return make_dispatch_as_chosen(cfg, ck, choice, verbose);
+  // auto picked host: if it cannot start (a capture or a GEMM plan the GPU
+  // refuses, the model does not fit), say why and run on the cpu dispatcher.
+  try {
+    return make_dispatch_as_chosen(cfg, ck, choice, verbose);
+  } catch (const std::exception& e) {
+    const DispatcherChoice cpu{"cpu", std::string("auto: the host dispatcher could not start: ") + e.what()};
+    return make_dispatch_as_chosen(cfg, ck, cpu, verbose);
+  }
 }
 
 }  // namespace qllm::gpu

@@ -51,7 +51,9 @@ struct Dispatch {
 };
 
 // Builds the chosen backend for `ck` (opened from the configured model).
-// Throws qllm::Error when it cannot: the model does not fit in GPU memory
+// When `auto` chose host and the host backend cannot start (it throws), the
+// cpu backend is built instead and Dispatch::choice says why. Otherwise
+// throws qllm::Error when it cannot build the backend: the model does not fit in GPU memory
 // (with the sizes), a shape the GPU kernels do not support, model.dtype other
 // than bf16 on the host dispatcher.
 Dispatch make_dispatch(const EngineConfig& cfg, const Checkpoint& ck, const DispatcherChoice& choice,

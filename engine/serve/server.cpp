@@ -126,10 +126,10 @@ ServerImpl::ServerImpl(const EngineConfig& cfg, bool verbose) : cfg_(cfg), verbo
     if (!tok_cfg_.chat_template.empty()) chat_.emplace(tok_cfg_.chat_template);
   }
   gpu::Dispatch dispatch = gpu::make_dispatch(cfg_, ck, choice, verbose_);
-  dispatcher_ = choice.name;
+  dispatcher_ = dispatch.choice.name;  // auto may have fallen back to cpu
   backend_ = std::move(dispatch.backend);
   const EngineLimits lim = dispatch.limits;
-  note(fmt::format("dispatcher {} ({}): {}", choice.name, choice.reason, dispatch.detail));
+  note(fmt::format("dispatcher {} ({}): {}", dispatch.choice.name, dispatch.choice.reason, dispatch.detail));
   for (int id : d.stop_token_ids()) stop_ids_.push_back(id);
 
   name_ = cfg_.server_served_model_name;

@@ -163,7 +163,8 @@ TEST(Cli, ConfigErrorsNameFileAndKey) {
 TEST(Cli, RunComparesPoliciesAndWritesEverySample) {
   const auto out = qllm::test::temp_dir("cli-run") / "run.json";
   const auto wl = std::string(QLLM_SOURCE_DIR) + "/configs/workloads/tiny-mixed.yaml";
-  auto r = run_qllm("run -q --workload '" + wl + "' --policies fcfs-iteration,priority-expert --out '" +
+  auto r = run_qllm("run -q --set scheduler.dispatcher=cpu --workload '" + wl +
+                    "' --policies fcfs-iteration,priority-expert --out '" +
                     out.string() + "'");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(has(r, "fcfs-iteration")) << r.out;

@@ -91,7 +91,7 @@ struct Child {
 
 TEST(CliServe, SigtermEndsStreamsAndExitsCleanly) {
   for (int sig : {SIGTERM, SIGINT}) {
-    Child c({"--port", "0", "--set", "server.shutdown_timeout_s=0.2"});
+    Child c({"--port", "0", "--set", "server.shutdown_timeout_s=0.2", "--set", "scheduler.dispatcher=cpu"});
     const auto m = c.wait_for(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), 120);
     ASSERT_FALSE(m.empty()) << c.err;
     const int port = std::stoi(m[1]);

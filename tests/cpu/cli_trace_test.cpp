@@ -31,10 +31,11 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
+// CPU tests pin the cpu dispatcher (auto picks host where a GPU is).
 Result run_qllm(const std::string& args) {
   static const auto cache = qllm::test::temp_dir("cli-trace-cache");
   const std::string cmd = "QLLM_CACHE_DIR='" + cache.string() + "' '" + QLLM_BINARY + "' " + args +
-                          " < /dev/null 2>&1";
+                          " --set scheduler.dispatcher=cpu < /dev/null 2>&1";
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -140,7 +141,8 @@ TEST(CliTrace, ServeWritesTheTraceAtShutdown) {
     dup2(fds[1], 1);
     close(fds[0]);
     setenv("QLLM_CACHE_DIR", cache.c_str(), 1);
-    execl(QLLM_BINARY, QLLM_BINARY, "serve", "--port", "0", "--set", set.c_str(), static_cast<char*>(nullptr));
+    execl(QLLM_BINARY, QLLM_BINARY, "serve", "--port", "0", "--set", set.c_str(), "--set",
+          "scheduler.dispatcher=cpu", static_cast<char*>(nullptr));
     _exit(127);
   }
   close(fds[1]);

@@ -37,6 +37,7 @@ EngineConfig config(int max_concurrent = 512) {
   use_test_cache();
   EngineConfig c;
   c.model_path = kModel;
+  c.scheduler_dispatcher = "cpu";  // compared with the fp32 reference; auto picks host where a GPU is
   c.server_port = 0;
   c.server_max_concurrent_requests = max_concurrent;
   c.cpu_threads = 1;
