@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include <unistd.h>
@@ -18,6 +19,10 @@ inline std::filesystem::path shared_data_dir() { return QLLM_SHARED_DATA_DIR; }
 // A fresh empty temporary folder for one test.
 std::filesystem::path temp_dir(const std::string& name);
 
+// The same folder for every call with `name` in this process (emptied on the
+// first call only): a cache shared by a test binary's tests.
+std::filesystem::path temp_dir_once(const std::string& name);
+
 }  // namespace qllm::test
 
 #define QLLM_REQUIRE_SHARED_DATA(rel)                                                     \
@@ -33,4 +38,11 @@ inline std::filesystem::path qllm::test::temp_dir(const std::string& name) {
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p;
+}
+
+inline std::filesystem::path qllm::test::temp_dir_once(const std::string& name) {
+  static std::map<std::string, std::filesystem::path> made;
+  auto it = made.find(name);
+  if (it == made.end()) it = made.emplace(name, temp_dir(name)).first;
+  return it->second;
 }

@@ -1,5 +1,6 @@
 // The qllm command line, driven as a user drives it: exit codes, output, and
 // clear errors on bad input (never a crash).
+#include "tests/cli_test_util.h"
 #include "tests/test_paths.h"
 
 #include <gtest/gtest.h>
@@ -13,31 +14,8 @@
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-// Runs `qllm <args>` through the shell with its own cache folder.
-Result run_qllm(const std::string& args, const std::string& stdin_text = "") {
-  static const auto cache = qllm::test::temp_dir("cli-cache");
-  const auto in = qllm::test::temp_dir("cli-stdin") / "in.txt";
-  {
-    std::ofstream f(in, std::ios::binary);
-    f << stdin_text;
-  }
-  const std::string cmd = "QLLM_CACHE_DIR='" + cache.string() + "' '" + QLLM_BINARY + "' " + args +
-                          " < '" + in.string() + "' 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using Result = qllm::test::CliResult;
+using qllm::test::run_qllm;
 
 bool has(const Result& r, const std::string& s) { return r.out.find(s) != std::string::npos; }
 

@@ -2,6 +2,7 @@
 // run file, that parses and has the engine's tracks and units; the
 // profiling.trace_path key standing in for --trace; and qllm serve writing
 // that key's trace when it shuts down.
+#include "tests/cli_test_util.h"
 #include "tests/test_paths.h"
 
 #include <gtest/gtest.h>
@@ -26,25 +27,11 @@
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = qllm::test::CliResult;
 
 // CPU tests pin the cpu dispatcher (auto picks host where a GPU is).
 Result run_qllm(const std::string& args) {
-  static const auto cache = qllm::test::temp_dir("cli-trace-cache");
-  const std::string cmd = "QLLM_CACHE_DIR='" + cache.string() + "' '" + QLLM_BINARY + "' " + args +
-                          " --set scheduler.dispatcher=cpu < /dev/null 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
+  return qllm::test::run_qllm(args + " --set scheduler.dispatcher=cpu", "", "cli-trace-cache");
 }
 
 nlohmann::json parse_file(const std::filesystem::path& p) {

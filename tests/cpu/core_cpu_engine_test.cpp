@@ -1,11 +1,10 @@
 // The engine on the cpu dispatcher, on a fake clock: continuous batching,
 // slots, policies and preemption never change a request's tokens, LS work
 // starts at the boundary its policy promises, and KV blocks all come back.
-#include "engine/common/progress.h"
 #include "engine/core/cpu_engine.h"
-#include "engine/model/make_model.h"
 #include "tests/test_errors.h"
 #include "tests/test_paths.h"
+#include "tests/tiny_model.h"
 
 #include <gtest/gtest.h>
 
@@ -25,17 +24,7 @@ const Fixture& tiny(const std::string& arch) {
   static std::map<std::string, std::unique_ptr<Fixture>> cache;
   auto& f = cache[arch];
   if (!f) {
-    Progress::set_enabled(false);
-    MakeModelOptions o;
-    o.out_dir = test::temp_dir("engine-" + arch);
-    o.arch = arch;
-    o.force = true;
-    o.progress = false;
-    o.seed = 11;
-    make_model(o);
-    CheckpointOptions co;
-    co.progress = false;
-    auto ck = Checkpoint::open(o.out_dir, co);
+    auto ck = test::open_tiny(arch, 11, "engine-" + arch);
     auto model = cpu::ReferenceModel(ck);
     f = std::make_unique<Fixture>(Fixture{std::move(ck), std::move(model)});
   }
@@ -56,25 +45,7 @@ std::vector<int32_t> alone(const cpu::ReferenceModel& m, const Request& r) {
   return out;
 }
 
-// Submits each request at its arrival time and runs to the end.
-std::map<uint64_t, std::vector<int32_t>> drive(CpuEngine& e, Clock& clock, std::vector<Request> reqs) {
-  std::sort(reqs.begin(), reqs.end(), [](const Request& a, const Request& b) { return a.arrival_s < b.arrival_s; });
-  std::map<uint64_t, std::vector<int32_t>> got;
-  std::vector<TokenEvent> ev;
-  size_t next = 0;
-  for (int guard = 0; guard < 1000000; ++guard) {
-    while (next < reqs.size() && reqs[next].arrival_s <= clock.now()) e.submit(reqs[next++]);
-    ev.clear();
-    const bool ran = e.step(ev);
-    for (const auto& x : ev)
-      if (x.token >= 0) got[x.id].push_back(x.token);
-    if (!ran) {
-      if (next == reqs.size()) break;
-      clock.idle_until(reqs[next].arrival_s);
-    }
-  }
-  return got;
-}
+using test::drive;
 
 Request req(uint64_t id, PriorityClass cls, std::vector<int32_t> prompt, int max_tokens, double at,
             double temperature = 0) {

@@ -5,6 +5,7 @@
 #include "engine/core/workload_runner.h"
 #include "engine/model/make_model.h"
 #include "tests/test_paths.h"
+#include "tests/tiny_model.h"
 
 #include <gtest/gtest.h>
 
@@ -21,16 +22,7 @@ struct Tiny {
 
 const Tiny& tiny() {
   static const std::unique_ptr<Tiny> t = [] {
-    Progress::set_enabled(false);
-    MakeModelOptions o;
-    o.out_dir = test::temp_dir("runner-tiny");
-    o.arch = "mixtral";
-    o.force = true;
-    o.progress = false;
-    make_model(o);
-    CheckpointOptions co;
-    co.progress = false;
-    auto ck = Checkpoint::open(o.out_dir, co);
+    auto ck = test::open_tiny("mixtral", 0, "runner-tiny");
     auto model = cpu::ReferenceModel(ck);
     return std::make_unique<Tiny>(Tiny{std::move(ck), std::move(model)});
   }();

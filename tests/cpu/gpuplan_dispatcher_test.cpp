@@ -13,6 +13,7 @@
 #include "engine/model/make_model.h"
 #include "tests/test_errors.h"
 #include "tests/test_paths.h"
+#include "tests/tiny_model.h"
 
 #include <gtest/gtest.h>
 
@@ -94,17 +95,7 @@ TEST(Dispatcher, NoDeviceOrAnOldOne) {
 }
 
 TEST(Dispatcher, TheCpuBackendRunsTheEngine) {
-  Progress::set_enabled(false);
-  MakeModelOptions o;
-  o.out_dir = test::temp_dir("dispatch-cpu");
-  o.arch = "olmoe";
-  o.force = true;
-  o.progress = false;
-  o.seed = 5;
-  make_model(o);
-  CheckpointOptions co;
-  co.progress = false;
-  const Checkpoint ck = Checkpoint::open(o.out_dir, co);
+  const Checkpoint ck = test::open_tiny("olmoe", 5, "dispatch-cpu");
   EngineConfig cfg;
   cfg.kv_block_size = 8;
   cfg.kv_num_blocks = 40;

@@ -11,6 +11,7 @@
 #include "engine/model/make_model.h"
 #include "tests/test_errors.h"
 #include "tests/test_paths.h"
+#include "tests/tiny_model.h"
 
 #include <gtest/gtest.h>
 
@@ -30,17 +31,7 @@ struct Tiny {
 const Tiny& tiny() {
   static std::unique_ptr<Tiny> t;
   if (!t) {
-    Progress::set_enabled(false);
-    MakeModelOptions o;
-    o.out_dir = test::temp_dir("gpuplan-step");
-    o.arch = "mixtral";
-    o.force = true;
-    o.progress = false;
-    o.seed = 5;
-    make_model(o);
-    CheckpointOptions co;
-    co.progress = false;
-    auto ck = Checkpoint::open(o.out_dir, co);
+    auto ck = test::open_tiny("mixtral", 5, "gpuplan-step");
     auto m = cpu::ReferenceModel(ck);
     t = std::make_unique<Tiny>(Tiny{std::move(ck), std::move(m)});
   }

@@ -8,6 +8,7 @@
 #include "engine/model/make_model.h"
 #include "profiling/trace_export.h"
 #include "tests/test_paths.h"
+#include "tests/tiny_model.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -275,17 +276,7 @@ TEST(TraceExport, UnwritablePathThrows) {
 // A real engine on a fake clock: LS requests arriving while BE passes run.
 // Every preemption the engine counts is one preempted slice on a BE track.
 TEST(TraceExport, EngineRunMatchesItsPreemptionCount) {
-  Progress::set_enabled(false);
-  MakeModelOptions o;
-  o.out_dir = test::temp_dir("trace-engine");
-  o.arch = "mixtral";
-  o.force = true;
-  o.progress = false;
-  o.seed = 11;
-  make_model(o);
-  CheckpointOptions co;
-  co.progress = false;
-  const auto ck = Checkpoint::open(o.out_dir, co);
+  const auto ck = test::open_tiny("mixtral", 11, "trace-engine");
   const cpu::ReferenceModel model(ck);
 
   FakeClock clock(1e-3);

@@ -36,6 +36,7 @@
 #include "tests/gpu_test_util.h"
 #include "tests/test_errors.h"
 #include "tests/test_paths.h"
+#include "tests/tiny_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -52,17 +53,7 @@ namespace {
 constexpr double kTol = 2e-2;
 
 Checkpoint open_tiny(const std::string& arch, uint64_t seed) {
-  Progress::set_enabled(false);
-  MakeModelOptions o;
-  o.out_dir = temp_dir("hostbackend-" + arch);
-  o.arch = arch;
-  o.force = true;
-  o.progress = false;
-  o.seed = seed;
-  make_model(o);
-  CheckpointOptions co;
-  co.progress = false;
-  return Checkpoint::open(o.out_dir, co);
+  return qllm::test::open_tiny(arch, seed, "hostbackend-" + arch);
 }
 
 EngineLimits limits(sched::Policy p) {
@@ -170,25 +161,7 @@ std::vector<Request> workload(int vocab) {
   return r;
 }
 
-// Submits each request at its arrival time and runs to the end.
-std::map<uint64_t, std::vector<int32_t>> drive(Engine& e, Clock& clock, std::vector<Request> reqs) {
-  std::sort(reqs.begin(), reqs.end(), [](const Request& a, const Request& b) { return a.arrival_s < b.arrival_s; });
-  std::map<uint64_t, std::vector<int32_t>> got;
-  std::vector<TokenEvent> ev;
-  size_t next = 0;
-  for (int guard = 0; guard < 1000000; ++guard) {
-    while (next < reqs.size() && reqs[next].arrival_s <= clock.now()) e.submit(reqs[next++]);
-    ev.clear();
-    const bool ran = e.step(ev);
-    for (const auto& x : ev)
-      if (x.token >= 0) got[x.id].push_back(x.token);
-    if (!ran) {
-      if (next == reqs.size()) break;
-      clock.idle_until(reqs[next].arrival_s);
-    }
-  }
-  return got;
-}
+using qllm::test::drive;
 
 struct EngineRun {
   std::map<uint64_t, std::vector<int32_t>> tokens;
