@@ -16,6 +16,7 @@ bash tools/build.sh "${arch_flag[@]}"
 ./build/qllm devices
 ./build/qllm generate --prompt "The capital of France is" -n 24
 # The main job: LS requests on top of saturating BE work, the iteration-level
-# FCFS baseline against expert-granularity preemption, on the cpu dispatcher.
+# FCFS baseline against expert-granularity preemption, on the dispatcher that
+# scheduler.dispatcher=auto picks (cpu where there is no GPU).
 ./build/qllm run --workload configs/workloads/tiny-contended.yaml \
   --policies fcfs-iteration,priority-expert --out qllm-run.json "$@"
