@@ -255,24 +255,22 @@ bool Engine::step(std::vector<TokenEvent>& out) {
 
 bool Engine::idle() const { return seqs_.empty(); }
 
+Engine::ClassCounts Engine::class_counts() const {
+  ClassCounts c;
+  for (const auto& [id, s] : seqs_) {
+    const bool waiting = s->computed == 0 && s->in_slot < 0;
+    ++(waiting ? c.waiting : c.running)[int(s->req.cls)];
+  }
+  return c;
+}
+
 int Engine::num_waiting() const {
-  int n = 0;
-  for (const auto& [id, s] : seqs_) n += s->computed == 0 && s->in_slot < 0;
-  return n;
+  const auto c = class_counts();
+  return c.waiting[0] + c.waiting[1];
 }
 
 int Engine::num_running() const { return int(seqs_.size()) - num_waiting(); }
-
-int Engine::num_waiting(PriorityClass cls) const {
-  int n = 0;
-  for (const auto& [id, s] : seqs_) n += s->req.cls == cls && s->computed == 0 && s->in_slot < 0;
-  return n;
-}
-
-int Engine::num_running(PriorityClass cls) const {
-  int n = 0;
-  for (const auto& [id, s] : seqs_) n += s->req.cls == cls && !(s->computed == 0 && s->in_slot < 0);
-  return n;
-}
+int Engine::num_waiting(PriorityClass cls) const { return class_counts().waiting[int(cls)]; }
+int Engine::num_running(PriorityClass cls) const { return class_counts().running[int(cls)]; }
 
 }  // namespace qllm

@@ -88,6 +88,11 @@ class Engine {
   int num_running() const;
   int num_waiting(PriorityClass cls) const;
   int num_running(PriorityClass cls) const;
+  // Both counts of both classes in one pass over the requests.
+  struct ClassCounts {
+    int waiting[2] = {0, 0}, running[2] = {0, 0};  // indexed by PriorityClass
+  };
+  ClassCounts class_counts() const;
   int64_t num_preemptions() const { return preemptions_; }
   // Passes of this class set aside for another slot's unit.
   int64_t num_preemptions(PriorityClass cls) const { return class_preemptions_[int(cls)]; }

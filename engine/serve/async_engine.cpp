@@ -100,9 +100,10 @@ int64_t AsyncEngine::blocks_in_use() const {
 
 void AsyncEngine::update_gauges() {
   EngineGauges g;
+  const auto counts = engine_->class_counts();  // once per unit: one pass over the requests
   for (auto c : {PriorityClass::LS, PriorityClass::BE}) {
-    g.running[size_t(c)] = engine_->num_running(c);
-    g.waiting[size_t(c)] = engine_->num_waiting(c);
+    g.running[size_t(c)] = counts.running[int(c)];
+    g.waiting[size_t(c)] = counts.waiting[int(c)];
     g.preemptions[size_t(c)] = engine_->num_preemptions(c);
   }
   g.kv_usage = engine_->blocks().usage();
