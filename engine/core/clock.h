@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <thread>
 
 namespace qllm {
 
@@ -50,6 +51,24 @@ class WallClock final : public Clock {
   }
   void unit_ran(double) override {}
   void idle_until(double) override {}
+
+ private:
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+};
+
+// Wall time since construction, where idle gaps are waited out: a workload
+// replayed in real time, for backends whose passes run on their own (the
+// device dispatcher), so a unit's time cannot be measured by the caller.
+class RealTimeClock final : public Clock {
+ public:
+  double now() const override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+  void unit_ran(double) override {}
+  void idle_until(double t) override {
+    std::this_thread::sleep_until(t0_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                            std::chrono::duration<double>(t)));
+  }
 
  private:
   std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();

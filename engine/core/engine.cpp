@@ -2,6 +2,8 @@
 
 #include "engine/common/error.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -27,8 +29,10 @@ struct Engine::SlotWork {
   std::vector<Part> parts;
 };
 
-Engine::Engine(UnitBackend& backend, const EngineLimits& limits, Clock& clock)
-    : backend_(backend), lim_(limits), clock_(clock) {
+Engine::Engine(Backend& backend, const EngineLimits& limits, Clock& clock)
+    : backend_(backend), units_(backend.as_unit_backend()), passes_(backend.as_pass_backend()), lim_(limits),
+      clock_(clock) {
+  QLLM_CHECK_MSG((units_ != nullptr) != (passes_ != nullptr), "engine: a backend must be a unit or a pass backend");
   if (lim_.ls_slots < 0 || lim_.be_slots < 0 || lim_.ls_slots + lim_.be_slots < 1 ||
       lim_.ls_slots + lim_.be_slots > sched::kMaxSlots)
     fail("engine: {} LS + {} BE slots: need 1 to {} slots in all", lim_.ls_slots, lim_.be_slots,
@@ -39,6 +43,7 @@ Engine::Engine(UnitBackend& backend, const EngineLimits& limits, Clock& clock)
     slots_.push_back(std::make_unique<SlotWork>());
     slots_.back()->cls = i < lim_.ls_slots ? PriorityClass::LS : PriorityClass::BE;
   }
+  slot_pass_.assign(size_t(table_.n_slots), 0);
 }
 
 Engine::~Engine() = default;
@@ -124,7 +129,19 @@ bool Engine::form_batch(int slot) {
     }
   }
   if (w.parts.empty()) return false;
-  backend_.begin(slot, chunks, sampling);
+  if (units_) {
+    units_->begin(slot, chunks, sampling);
+  } else {
+    const uint64_t id = ++next_pass_id_;
+    try {
+      passes_->publish(slot, id, w.cls, chunks, sampling);
+    } catch (...) {  // nothing was handed over: the sequences wait as before
+      for (const auto& part : w.parts) seqs_.at(part.id)->in_slot = -1;
+      w.parts.clear();
+      throw;
+    }
+    slot_pass_[size_t(slot)] = id;
+  }
   sched::publish(table_.slot[slot], w.cls, now_ns());
   return true;
 }
@@ -137,7 +154,7 @@ void Engine::run_unit(int slot) {
     case sched::UnitKind::Attn:
     case sched::UnitKind::Expert:
     case sched::UnitKind::Head:
-      experts = backend_.run(slot, c);
+      experts = units_->run(slot, c);
       break;
     case sched::UnitKind::Done:
       QLLM_CHECK_MSG(false, "slot {} scheduled with no unit left", slot);
@@ -145,9 +162,8 @@ void Engine::run_unit(int slot) {
   sched::advance(st, backend_.desc().layers, experts);
 }
 
-void Engine::finish_pass(int slot, std::vector<TokenEvent>& out) {
+void Engine::finish_pass(int slot, std::vector<TokenEvent>& out, const std::vector<int32_t>& sampled) {
   auto& w = *slots_[size_t(slot)];
-  const std::vector<int32_t> sampled = backend_.sampled(slot);
   size_t row = 0;
   const double now = clock_.now();
   for (const auto& part : w.parts) {
@@ -187,6 +203,25 @@ void Engine::finish_pass(int slot, std::vector<TokenEvent>& out) {
   w.parts.clear();
 }
 
+// A pass that ended without tokens: cancelled sequences end, the others
+// are back to waiting with what they had computed before the pass.
+void Engine::abort_pass(int slot, std::vector<TokenEvent>& out) {
+  auto& w = *slots_[size_t(slot)];
+  const double now = clock_.now();
+  for (const auto& part : w.parts) {
+    auto it = seqs_.find(part.id);
+    QLLM_CHECK(it != seqs_.end());
+    if (it->second->cancelled) {
+      end_request(part.id, Finish::Cancelled, now);
+      out.push_back({part.id, -1, now, Finish::Cancelled});
+    } else {
+      it->second->in_slot = -1;
+    }
+  }
+  w.parts.clear();
+  batches_may_form_ = true;
+}
+
 void Engine::end_request(uint64_t id, Finish fin, double now) {
   auto it = seqs_.find(id);
   QLLM_CHECK(it != seqs_.end());
@@ -204,6 +239,12 @@ bool Engine::cancel(uint64_t id, std::vector<TokenEvent>& out) {
   Seq& s = *it->second;
   if (s.in_slot >= 0) {  // its pass still writes s's KV blocks: end it with the pass
     s.cancelled = true;
+    if (passes_) {  // a pass of cancelled sequences only: stop it at its next unit
+      const auto& parts = slots_[size_t(s.in_slot)]->parts;
+      const bool all = std::all_of(parts.begin(), parts.end(),
+                                   [&](const SlotWork::Part& p) { return seqs_.at(p.id)->cancelled; });
+      if (all && slot_pass_[size_t(s.in_slot)] != 0) passes_->cancel(slot_pass_[size_t(s.in_slot)]);
+    }
     return true;
   }
   const double now = clock_.now();
@@ -220,36 +261,89 @@ std::optional<RequestTiming> Engine::release_timing(uint64_t id) {
   return t;
 }
 
+void Engine::log_unit(const UnitRecord& rec) {
+  log_.push_back(rec);
+  if (log_.size() > 2 * log_limit_)  // amortised trim to the newest log_limit_ records
+    log_.erase(log_.begin(), log_.end() - std::ptrdiff_t(log_limit_));
+}
+
+// The pass in `slot` was set aside for another slot's unit.
+void Engine::count_preemption(int slot) {
+  ++preemptions_;
+  ++class_preemptions_[int(slots_[size_t(slot)]->cls)];
+  for (const auto& part : slots_[size_t(slot)]->parts) ++timings_[part.id].preemptions;
+}
+
 bool Engine::step(std::vector<TokenEvent>& out) {
   if (batches_may_form_) {
     batches_may_form_ = false;
     for (int i = 0; i < table_.n_slots; ++i)
       if (!table_.slot[i].active) form_batch(i);
   }
+  return units_ ? step_units(out) : step_passes(out);
+}
+
+bool Engine::step_units(std::vector<TokenEvent>& out) {
   sched::PolicyParams p;
   p.policy = lim_.policy;
   p.be_max_wait_ns = uint64_t(lim_.be_max_wait_s * 1e9);
   const int pick = sched::pick_slot(table_, now_ns(), p);
   if (pick < 0) return false;
   const int last = table_.last;
-  if (last >= 0 && last != pick && table_.slot[last].active && table_.slot[last].started) {
-    ++preemptions_;
-    ++class_preemptions_[int(slots_[size_t(last)]->cls)];
-    for (const auto& part : slots_[size_t(last)]->parts) ++timings_[part.id].preemptions;
-  }
+  if (last >= 0 && last != pick && table_.slot[last].active && table_.slot[last].started) count_preemption(last);
   UnitRecord rec{pick, table_.slot[pick].cursor, clock_.now(), 0};
   const auto t0 = std::chrono::steady_clock::now();
   run_unit(pick);
   clock_.unit_ran(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   rec.end_s = clock_.now();
-  log_.push_back(rec);
-  if (log_.size() > 2 * log_limit_)  // amortised trim to the newest log_limit_ records
-    log_.erase(log_.begin(), log_.end() - std::ptrdiff_t(log_limit_));
+  log_unit(rec);
   table_.last = pick;
   if (!table_.slot[pick].active) {
-    finish_pass(pick, out);
+    finish_pass(pick, out, units_->sampled(pick));
     batches_may_form_ = true;
   }
+  return true;
+}
+
+// Over a PassBackend, the slot table mirrors what the backend reported: a
+// slot is active from its publish to its result, started once one of its
+// units ran, and its cursor is the unit that ran last (Head: no more units).
+bool Engine::step_passes(std::vector<TokenEvent>& out) {
+  bool any = false;
+  for (int i = 0; i < table_.n_slots; ++i) any = any || table_.slot[i].active;
+  if (!any) return false;
+  results_.clear();
+  units_ran_.clear();
+  passes_->collect(results_, units_ran_, pass_wait_s_, clock_);
+  for (const UnitRecord& u : units_ran_) {
+    if (u.slot < 0 || u.slot >= table_.n_slots || !table_.slot[u.slot].active) continue;
+    const int last = table_.last;
+    if (last >= 0 && last != u.slot && table_.slot[last].active && table_.slot[last].started &&
+        table_.slot[last].cursor.kind != sched::UnitKind::Head)
+      count_preemption(last);
+    table_.slot[u.slot].started = 1;
+    table_.slot[u.slot].cursor = u.unit;
+    table_.last = u.slot;
+    log_unit(u);
+  }
+  std::string failure;  // thrown once every result is taken in
+  for (const PassResult& r : results_) {
+    QLLM_CHECK_MSG(r.slot >= 0 && r.slot < table_.n_slots && table_.slot[r.slot].active &&
+                       slot_pass_[size_t(r.slot)] == r.pass_id,
+                   "pass backend: a result for pass {} in slot {}, which does not run it", r.pass_id, r.slot);
+    table_.slot[r.slot].active = 0;
+    table_.slot[r.slot].cursor.kind = sched::UnitKind::Done;
+    slot_pass_[size_t(r.slot)] = 0;
+    if (r.status == PassStatus::Done) {
+      finish_pass(r.slot, out, r.tokens);
+      batches_may_form_ = true;
+    } else {
+      abort_pass(r.slot, out);
+      if (r.status == PassStatus::Failed && failure.empty())
+        failure = fmt::format("device dispatcher, slot {}: {}", r.slot, r.error);
+    }
+  }
+  if (!failure.empty()) throw Error(failure);
   return true;
 }
 

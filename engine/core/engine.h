@@ -12,11 +12,16 @@
 // BE decode, BE prefill for BE slots. LS slots take no BE work, so an LS pass
 // is never slowed by BE tokens.)
 //
-// Dispatch. Before every work unit the policy (device_scheduler/policy.h, the
-// same code the device loop runs) picks the slot; the backend runs that
-// slot's next unit. When a pass's head unit finishes, the backend's sampled
-// tokens go to the sequences that asked for logits, KV is marked computed,
-// and finished sequences free their blocks.
+// Dispatch, over a UnitBackend: before every work unit the policy
+// (device_scheduler/policy.h, the same code the device loop runs) picks the
+// slot; the backend runs that slot's next unit. Over a PassBackend (the
+// device dispatcher): a formed batch is published to the backend as a whole
+// pass, the backend's scheduler (the same policy, on the GPU) picks the
+// units, and step() collects finished passes and the units that ran. Either
+// way, when a pass ends, its sampled tokens go to the sequences that asked
+// for logits, KV is marked computed, and finished sequences free their
+// blocks. A pass that ends without tokens (cancelled, abandoned) leaves its
+// sequences where they were: their next pass recomputes its positions.
 #pragma once
 
 #include "device_scheduler/policy.h"
@@ -46,18 +51,13 @@ struct EngineLimits {
   double be_max_wait_s = 0;  // 0: BE is never promoted
 };
 
-// One work unit as it ran (for tests, traces and preemption latency).
-struct UnitRecord {
-  int slot = -1;
-  sched::Cursor unit;
-  double start_s = 0, end_s = 0;
-};
-
 class Engine {
  public:
-  // The backend must hold limits.kv_blocks blocks of limits.block_size tokens
-  // and limits.ls_slots + limits.be_slots slots, and outlive the engine.
-  Engine(UnitBackend& backend, const EngineLimits& limits, Clock& clock);
+  // The backend (a UnitBackend or a PassBackend) must hold limits.kv_blocks
+  // blocks of limits.block_size tokens and limits.ls_slots + limits.be_slots
+  // slots, and outlive the engine. Over a PassBackend the clock must be real
+  // time (WallClock, RealTimeClock): the passes run on their own.
+  Engine(Backend& backend, const EngineLimits& limits, Clock& clock);
   ~Engine();
 
   // Queues a request. Throws qllm::Error (and queues nothing) for an empty
@@ -68,7 +68,12 @@ class Engine {
   // Runs one scheduling decision and the unit it picks, appending any
   // sampled tokens to `out`. Returns false when no pass is active and none
   // can be formed (the caller may then submit more or advance the clock).
+  // Over a PassBackend: publishes the batches that can form, then waits (at
+  // most pass_wait_s) for finished passes.
   bool step(std::vector<TokenEvent>& out);
+  // How long step() waits for a PassBackend's results (default 100 us: the
+  // caller's new requests wait at most this long to be batched).
+  void set_pass_wait(double s) { pass_wait_s_ = s; }
 
   // Cancels a queued or running request: it ends with a Cancelled event in
   // `out` (now, or when the pass it is in finishes, since that pass still
@@ -104,11 +109,18 @@ class Engine {
   struct SlotWork;
   bool form_batch(int slot);
   void run_unit(int slot);
-  void finish_pass(int slot, std::vector<TokenEvent>& out);
+  bool step_units(std::vector<TokenEvent>& out);
+  bool step_passes(std::vector<TokenEvent>& out);
+  void log_unit(const UnitRecord& rec);
+  void count_preemption(int slot);
+  void finish_pass(int slot, std::vector<TokenEvent>& out, const std::vector<int32_t>& sampled);
+  void abort_pass(int slot, std::vector<TokenEvent>& out);
   void end_request(uint64_t id, Finish fin, double now);
   uint64_t now_ns() const;
 
-  UnitBackend& backend_;
+  Backend& backend_;
+  UnitBackend* units_ = nullptr;   // exactly one of these two
+  PassBackend* passes_ = nullptr;
   EngineLimits lim_;
   Clock& clock_;
   std::unique_ptr<BlockManager> blocks_;
@@ -123,6 +135,13 @@ class Engine {
   // A batch can only newly form after a submit or a finished pass (new work,
   // freed blocks, sequences back from a pass): idle slots are re-examined then.
   bool batches_may_form_ = false;
+  // PassBackend: pass ids, the pass each slot runs (0: none), the units the
+  // backend reported but the engine has not logged yet, and the wait.
+  uint64_t next_pass_id_ = 0;
+  std::vector<uint64_t> slot_pass_;
+  double pass_wait_s_ = 100e-6;
+  std::vector<PassResult> results_;
+  std::vector<UnitRecord> units_ran_;
 };
 
 }  // namespace qllm

@@ -35,10 +35,12 @@ WorkloadRun run_workload(const cpu::ReferenceModel& model, const workload::Workl
   return run_workload(backend, spec, gen_opts, limits);
 }
 
-WorkloadRun run_workload(UnitBackend& backend, const workload::WorkloadSpec& spec,
+WorkloadRun run_workload(Backend& backend, const workload::WorkloadSpec& spec,
                          const workload::GeneratorOptions& gen_opts, const EngineLimits& limits) {
   workload::WorkloadGenerator gen(spec, gen_opts);
-  MeasuredClock clock;
+  MeasuredClock measured;
+  RealTimeClock real;
+  Clock& clock = backend.as_pass_backend() ? static_cast<Clock&>(real) : measured;
   Engine engine(backend, limits, clock);
   const int vocab = backend.desc().vocab;
   const uint64_t seed = uint64_t(spec.seed);

@@ -3,9 +3,12 @@
 // engine/gpu/dispatcher.h), and returns one RequestRecord per request, on the
 // engine's clock.
 //
-// The clock is MeasuredClock: each work unit advances it by its measured wall
-// time and idle gaps jump to the next arrival, so latencies are those of real
-// execution while a run takes only as long as its compute. Prompts are
+// Over a UnitBackend the clock is MeasuredClock: each work unit advances it by
+// its measured wall time and idle gaps jump to the next arrival, so latencies
+// are those of real execution while a run takes only as long as its compute.
+// Over a PassBackend (the device dispatcher: units run on their own) it is
+// RealTimeClock: requests arrive in real time and the run takes as long as
+// the workload's arrival span, at least. Prompts are
 // synthetic token ids (seeded per request); no stop token ends a request early
 // (max_tokens are generated, as in serving benchmarks).
 #pragma once
@@ -36,7 +39,7 @@ WorkloadRun run_workload(const cpu::ReferenceModel& model, const workload::Workl
 // unit's measured time is its host time: launches return at once, and the
 // GPU's work is waited for in the units that read results back (attn reads
 // the expert counts, head the tokens), so those units carry it.
-WorkloadRun run_workload(UnitBackend& backend, const workload::WorkloadSpec& spec,
+WorkloadRun run_workload(Backend& backend, const workload::WorkloadSpec& spec,
                          const workload::GeneratorOptions& gen, const EngineLimits& limits);
 
 }  // namespace qllm

@@ -44,7 +44,7 @@ DispatcherChoice choose_dispatcher(const EngineConfig& cfg);  // with cuda::quer
 // model, or the device weights and graphs).
 struct Dispatch {
   DispatcherChoice choice;
-  std::unique_ptr<UnitBackend> backend;
+  std::unique_ptr<Backend> backend;
   EngineLimits limits;  // the engine's limits for this backend (limits_from_config; on the
                         // host dispatcher kv_cache.num_blocks 0 is sized from GPU memory)
   std::string detail;   // one line about the backend (host: the capture summary)

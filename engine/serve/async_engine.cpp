@@ -24,7 +24,7 @@ void RequestStream::push(StreamEvent e) {
   cv_.notify_one();
 }
 
-AsyncEngine::AsyncEngine(UnitBackend& backend, const EngineLimits& limits, std::shared_ptr<Metrics> metrics)
+AsyncEngine::AsyncEngine(Backend& backend, const EngineLimits& limits, std::shared_ptr<Metrics> metrics)
     : metrics_(std::move(metrics)) {
   engine_ = std::make_unique<Engine>(backend, limits, clock_);
   engine_->set_unit_log_limit(1 << 16);  // a server runs for days: keep the recent units only

@@ -56,7 +56,7 @@ class AsyncEngine {
   // Runs an Engine over `backend` (any dispatcher's: engine/gpu/dispatcher.h
   // builds one), which must hold `limits`' slots and KV blocks and outlive
   // this object; only the engine thread calls it. Starts the engine thread.
-  AsyncEngine(UnitBackend& backend, const EngineLimits& limits, std::shared_ptr<Metrics> metrics);
+  AsyncEngine(Backend& backend, const EngineLimits& limits, std::shared_ptr<Metrics> metrics);
   ~AsyncEngine();  // stop(0)
 
   // Queues a request (its id and arrival time are assigned here) and returns

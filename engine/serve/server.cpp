@@ -92,7 +92,7 @@ class ServerImpl final : public Server {
   std::optional<ChatTemplate> chat_;
   TokenizerConfig tok_cfg_;
   std::string dispatcher_;                // cpu or host
-  std::unique_ptr<UnitBackend> backend_;  // outlives engine_ (declared before it)
+  std::unique_ptr<Backend> backend_;  // outlives engine_ (declared before it)
   std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<AsyncEngine> engine_;
   std::vector<int32_t> stop_ids_;

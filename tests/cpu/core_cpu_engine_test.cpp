@@ -2,6 +2,7 @@
 // slots, policies and preemption never change a request's tokens, LS work
 // starts at the boundary its policy promises, and KV blocks all come back.
 #include "engine/core/cpu_engine.h"
+#include "tests/engine_requests.h"
 #include "tests/test_errors.h"
 #include "tests/test_paths.h"
 #include "tests/tiny_model.h"
@@ -15,65 +16,11 @@ using namespace qllm;
 
 namespace {
 
-struct Fixture {
-  Checkpoint ck;
-  cpu::ReferenceModel model;
-};
-
-const Fixture& tiny(const std::string& arch) {
-  static std::map<std::string, std::unique_ptr<Fixture>> cache;
-  auto& f = cache[arch];
-  if (!f) {
-    auto ck = test::open_tiny(arch, 11, "engine-" + arch);
-    auto model = cpu::ReferenceModel(ck);
-    f = std::make_unique<Fixture>(Fixture{std::move(ck), std::move(model)});
-  }
-  return *f;
-}
-
-// The tokens a request gets decoded alone, one forward per token.
-std::vector<int32_t> alone(const cpu::ReferenceModel& m, const Request& r) {
-  auto cache = m.new_cache(int(r.prompt.size()) + r.max_tokens);
-  auto logits = m.forward(cache, r.prompt);
-  std::vector<int32_t> out;
-  for (int i = 0; i < r.max_tokens; ++i) {
-    const int32_t t = sample_token(logits, r.sampling, uint64_t(i));
-    if (std::find(r.stop_ids.begin(), r.stop_ids.end(), t) != r.stop_ids.end()) break;
-    out.push_back(t);
-    if (i + 1 < r.max_tokens) logits = m.forward(cache, std::span(&t, 1));
-  }
-  return out;
-}
-
+using test::alone;
 using test::drive;
-
-Request req(uint64_t id, PriorityClass cls, std::vector<int32_t> prompt, int max_tokens, double at,
-            double temperature = 0) {
-  Request r;
-  r.id = id;
-  r.cls = cls;
-  r.prompt = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.arrival_s = at;
-  r.sampling.temperature = temperature;
-  r.sampling.top_k = temperature > 0 ? 20 : 0;
-  r.sampling.seed = id * 7 + 1;
-  return r;
-}
-
-std::vector<Request> random_mix(int n, int vocab, uint64_t seed) {
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::vector<Request> out;
-  double t = 0;
-  for (int i = 0; i < n; ++i) {
-    std::vector<int32_t> p(size_t(1 + rng() % 40));
-    for (auto& x : p) x = int32_t(rng() % uint32_t(vocab));
-    t += double(rng() % 20) * 1e-3;
-    out.push_back(req(uint64_t(i + 1), rng() % 5 == 0 ? PriorityClass::LS : PriorityClass::BE, p,
-                      int(1 + rng() % 12), t, (i % 2) ? 0.9 : 0.0));
-  }
-  return out;
-}
+using test::random_mix;
+using test::req;
+using test::tiny;
 
 class Policies : public ::testing::TestWithParam<sched::Policy> {};
 
