@@ -71,6 +71,7 @@ enum class RecordKind : uint8_t {
   Token = 1,       // a sampled token of one sequence (row) of a pass
   UnitTiming = 2,  // one work unit of a pass ran (globaltimer start/end)
   PassDone = 3,    // the pass's last record: completed, cancelled or abandoned
+  PassStart = 4,   // the loop took the pass's batch (t_start_ns); like UnitTiming, may be dropped
 };
 
 inline constexpr uint8_t kRecordFinished = 1;   // Token: the sequence ended (stop token, length)
@@ -197,7 +198,7 @@ enum class ErrorCode : uint32_t {
   BadControlBlock = 1,  // arg: the magic/version/size word that did not match
   BadDescriptor = 2,    // arg: (slot << 32) | low 32 bits of the publish sequence
   GraphLaunch = 3,      // arg: the cudaError_t of a device-side cudaGraphLaunch
-  BadExpertCount = 4,   // arg: the count a router unit wrote
+  BadExpertCount = 4,   // arg: (slot << 32) | layer of the attn unit whose counts were impossible
   Internal = 5,         // arg: a source line of the device loop
 };
 
@@ -562,11 +563,12 @@ QLLM_HD inline uint32_t device_output_free(DeviceEnd& d) {
 // record that slot held (acquire of tail, re-read only when the cached value
 // says there is no room), then release-stores head + 1.
 QLLM_HD inline PushResult device_push_output(DeviceEnd& d, const OutputRecord& rec) {
-  const uint64_t limit = rec.kind == RecordKind::UnitTiming ? d.out_timing_limit : d.out_capacity;
+  const bool timing = rec.kind == RecordKind::UnitTiming || rec.kind == RecordKind::PassStart;
+  const uint64_t limit = timing ? d.out_timing_limit : d.out_capacity;
   if (d.out_head - d.out_tail_seen >= limit) {
     d.out_tail_seen = sync::load_acquire_sys(&d.cb->out.host.tail);
     if (d.out_head - d.out_tail_seen >= limit) {
-      if (rec.kind != RecordKind::UnitTiming) return PushResult::Full;
+      if (!timing) return PushResult::Full;
       d.dropped_timings += 1;  // a statistic: relaxed is enough
       sync::store_relaxed_sys(&d.cb->out.dev.dropped_timings, d.dropped_timings);
       return PushResult::Dropped;

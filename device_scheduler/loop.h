@@ -20,8 +20,9 @@
 //      from what the router wrote) and the cursor steps past it (policy.h
 //      advance); after the head, the pass moves to "flushing";
 //   2. a shutdown request, if any, stops the taking of batches;
-//   3. free slots take the host's next batch (device_poll_batch); promotions
-//      of BE passes to LS are read every kPromotePollCycles cycles;
+//   3. free slots take the host's next batch (device_poll_batch; a PassStart
+//      record says when); promotions of BE passes to LS are read every
+//      kPromotePollCycles cycles;
 //   4. cancellations from the host: a running pass they name ends at this
 //      boundary (PassDone with kRecordCancelled, no tokens); a pass not
 //      taken yet is not affected (the host drops its tokens instead);
@@ -294,6 +295,12 @@ QLLM_HD inline LoopAction loop_cycle(LoopState& L, Exec& x) {
     ls.begun = 0;
     ls.n_experts = 0;
     publish(L.table.slot[s], d.cls, now);
+    OutputRecord r{};
+    r.pass_id = d.pass_id;
+    r.t_start_ns = now;
+    r.slot = uint8_t(s);
+    r.kind = RecordKind::PassStart;
+    device_push_output(L.end, r);  // may be dropped (counted), never blocks
     if (device_promoted(L.end, s)) L.table.slot[s].cls = PriorityClass::LS;
   }
   if (L.cycles % kPromotePollCycles == 0)

@@ -28,6 +28,7 @@ LoopBackend::LoopBackend(const ModelDesc& d, sched::ControlBlock* cb, Device& de
     : desc_(d), cb_(cb), dev_(dev), host_(sched::make_host_end(cb)), drain_(sched::make_drain_end(cb)) {
   published_.resize(host_.n_slots);
   tokens_.resize(host_.n_slots);
+  taken_s_.assign(host_.n_slots, -1);
 }
 
 size_t LoopBackend::in_flight() const {
@@ -106,12 +107,14 @@ size_t LoopBackend::drain(std::vector<PassResult>& done, std::vector<UnitRecord>
   std::vector<sched::OutputRecord> recs;
   sched::host_drain_output(drain_, [&](const sched::OutputRecord& r) { recs.push_back(r); });
   if (recs.empty()) return 0;
-  const double now = clock.now();
-  for (const auto& r : recs) {  // each was written before now: an upper bound of the offset
-    const uint64_t written = r.kind == sched::RecordKind::UnitTiming ? r.t_end_ns : r.t_start_ns;
-    const double off = now - double(written) * 1e-9;
-    if (!have_offset_ || off < offset_s_) offset_s_ = off;
-    have_offset_ = true;
+  if (!have_offset_) {  // each record was written before now: an upper bound of the offset
+    const double now = clock.now();
+    for (const auto& r : recs) {
+      const uint64_t written = r.kind == sched::RecordKind::UnitTiming ? r.t_end_ns : r.t_start_ns;
+      const double off = now - double(written) * 1e-9;
+      if (!have_offset_ || off < offset_s_) offset_s_ = off;
+      have_offset_ = true;
+    }
   }
   for (const auto& r : recs) {
     const int slot = r.slot;
@@ -120,6 +123,9 @@ size_t LoopBackend::drain(std::vector<PassResult>& done, std::vector<UnitRecord>
     switch (r.kind) {
       case sched::RecordKind::UnitTiming:
         if (units) units->push_back({slot, r.unit, to_clock(r.t_start_ns), to_clock(r.t_end_ns)});
+        break;
+      case sched::RecordKind::PassStart:
+        taken_s_[size_t(slot)] = to_clock(r.t_start_ns);
         break;
       case sched::RecordKind::Token: {
         auto& t = tokens_[size_t(slot)];
@@ -138,6 +144,8 @@ size_t LoopBackend::drain(std::vector<PassResult>& done, std::vector<UnitRecord>
         res.status = status_of(r.flags);
         if (res.status == PassStatus::Done) res.tokens = std::move(tokens_[size_t(slot)]);
         if (res.status == PassStatus::Failed) res.error = dev_.bad_data_message();
+        res.taken_s = taken_s_[size_t(slot)];
+        taken_s_[size_t(slot)] = -1;
         tokens_[size_t(slot)].clear();
         done.push_back(std::move(res));
         ++passes;

@@ -8,8 +8,9 @@
 //             an LS pass sets the LS-pending hint while it is staged
 //   cancel    host_request_cancel (queued here while the ring is full)
 //   collect   drains the output ring: Token records collect per slot,
-//             UnitTiming records become UnitRecords, a PassDone becomes the
-//             pass's PassResult; a device error is thrown with its message
+//             UnitTiming records become UnitRecords, a PassStart gives the
+//             pass's taken_s, a PassDone becomes the pass's PassResult; a
+//             device error is thrown with its message
 //   shutdown  host_request_shutdown, drain until the loop acknowledges (or
 //             raised an error, or stopped, or the deadline passed); passes it
 //             abandoned, and batches it never took, end Abandoned
@@ -18,10 +19,12 @@
 // slot buffers on the GPU, the loop a self-relaunching graph) and a simulation
 // on the CPU (tests: the loop in a host thread over the reference model).
 //
-// Times: the loop stamps records with its clock (globaltimer on the GPU);
-// each drained record gives an upper bound of the offset to the engine's
-// clock (it was written before it was read), and the smallest seen so far
-// maps device times onto the engine's clock.
+// Times: the loop stamps records with its clock (globaltimer on the GPU).
+// The first records drained fix the offset to the engine's clock: each was
+// written before it was read, so (time read - time written) bounds the
+// offset from above, and the smallest of them is taken, once, so that
+// mapped times keep the device's order. The error is the delay between the
+// newest of those records and the drain (the engine polls: microseconds).
 //
 // One thread (the engine's) calls every member.
 #pragma once
@@ -87,6 +90,7 @@ class LoopBackend : public PassBackend {
   sched::DrainEnd drain_;
   std::vector<std::deque<uint64_t>> published_;      // per slot: pass ids not reported yet, oldest first
   std::vector<std::vector<int32_t>> tokens_;         // per slot: the running pass's tokens so far
+  std::vector<double> taken_s_;                      // per slot: the running pass's PassStart (-1: none)
   std::deque<uint64_t> cancels_;                     // not yet in the ring (it was full)
   double offset_s_ = 0;
   bool have_offset_ = false;

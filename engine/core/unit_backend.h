@@ -89,6 +89,8 @@ struct PassResult {
   PassStatus status = PassStatus::Done;
   std::vector<int32_t> tokens;  // Done: one per chunk that wanted logits, in chunk order
   std::string error;            // Failed: the reason
+  double taken_s = -1;          // when the backend started the pass (its scheduler took it; engine
+                                // clock), -1 when not known
 };
 
 class PassBackend : public Backend {

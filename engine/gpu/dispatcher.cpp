@@ -3,6 +3,7 @@
 #include "engine/common/error.h"
 #include "engine/core/cpu_engine.h"
 #include "engine/core/engine_setup.h"
+#include "engine/gpu/device_backend.h"
 #include "engine/gpu/device_weights.h"
 #include "engine/gpu/host_backend.h"
 #include "engine/gpu/memory_plan.h"
@@ -38,6 +39,16 @@ class Owning final : public UnitBackend {
  private:
   Owned owned_;  // before inner_: built first, destroyed last
   Inner inner_;
+};
+
+// The device dispatcher's backend with the weights it runs on.
+struct WeightsHolder {
+  DeviceWeights weights;
+};
+class OwningDeviceBackend final : private WeightsHolder, public GpuDeviceBackend {
+ public:
+  OwningDeviceBackend(DeviceWeights w, const HostBackendConfig& cfg, const DeviceBackendOptions& opt)
+      : WeightsHolder{std::move(w)}, GpuDeviceBackend(weights, cfg, opt) {}
 };
 
 // The GPU model's memory for `kv_blocks` blocks (memory_plan.h).
@@ -78,17 +89,13 @@ DispatcherChoice choose_dispatcher(std::string_view want, const cuda::DeviceRepo
                        "launch (needs 8.0 or newer)", d.index, d.name, d.cc_major, d.cc_minor);
   }
   if (want == "cpu") return {"cpu", "configured"};
-  if (want == "device")
-    fail("scheduler.dispatcher 'device' is not available: the device dispatcher is not implemented yet, use host "
-         "or cpu");
-  if (want == "host") {
-    if (!dev) fail("scheduler.dispatcher 'host' is not available: {}; use 'auto' or 'cpu'", none);
-    return {"host", "configured"};
+  if (want == "device" || want == "host") {
+    if (!dev) fail("scheduler.dispatcher '{}' is not available: {}; use 'auto' or 'cpu'", want, none);
+    return {std::string(want), "configured"};
   }
   if (want == "auto") {
     if (!dev) return {"cpu", "auto: " + none};
-    return {"host", fmt::format("auto: CUDA device {} ({}); the device dispatcher is not implemented yet",
-                                dev->index, dev->name)};
+    return {"device", fmt::format("auto: CUDA device {} ({}) supports device graph launch", dev->index, dev->name)};
   }
   fail("scheduler.dispatcher '{}' is not one of auto, device, host, cpu", want);
 }
@@ -123,11 +130,11 @@ Dispatch make_dispatch_as_chosen(const EngineConfig& cfg, const Checkpoint& ck, 
     out.detail = "fp32 reference model on the CPU";
     return out;
   }
-  QLLM_CHECK_MSG(choice.name == "host", "no backend for dispatcher '{}'", choice.name);
+  QLLM_CHECK_MSG(choice.name == "host" || choice.name == "device", "no backend for dispatcher '{}'", choice.name);
   prof::Range range("host/setup");
   if (cfg.model_dtype != "bf16")
-    fail("model.dtype '{}': the host dispatcher computes in bf16 only (the cpu dispatcher in fp32)",
-         cfg.model_dtype);
+    fail("model.dtype '{}': the {} dispatcher computes in bf16 only (the cpu dispatcher in fp32)", cfg.model_dtype,
+         choice.name);
   const int max_seq_len = int(std::min<int64_t>(cfg.model_max_seq_len, d.max_positions));
   size_t free_bytes = 0, total_bytes = 0;
   QLLM_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -150,11 +157,18 @@ Dispatch make_dispatch_as_chosen(const EngineConfig& cfg, const Checkpoint& ck, 
     w.emplace(cfg.model_synthetic_weights ? DeviceWeights::synthetic(d, 0, st.s)
                                           : DeviceWeights::upload(ck, st.s, {.progress = verbose}));
   }
+  const std::string weights = fmt::format("{} bf16 weights{}", format_gb(plan.weight_bytes),
+                                         cfg.model_synthetic_weights ? " (synthetic, seed 0)" : "");
+  if (choice.name == "device") {
+    auto dev = std::make_unique<OwningDeviceBackend>(std::move(*w), HostBackendConfig::from(l, max_seq_len),
+                                                     DeviceBackendOptions::from(l));
+    out.detail = fmt::format("{}; {}; {}", weights, dev->capture_summary().str(), dev->self_test_summary());
+    out.backend = std::move(dev);
+    return out;
+  }
   using Host = Owning<DeviceWeights, GpuHostBackend>;
   auto host = std::make_unique<Host>(std::move(*w), HostBackendConfig::from(l, max_seq_len));
-  out.detail = fmt::format("{} bf16 weights{}; {}", format_gb(plan.weight_bytes),
-                           cfg.model_synthetic_weights ? " (synthetic, seed 0)" : "",
-                           host->inner().capture_summary().str());
+  out.detail = fmt::format("{}; {}", weights, host->inner().capture_summary().str());
   out.backend = std::move(host);
   return out;
 }
@@ -162,16 +176,31 @@ Dispatch make_dispatch_as_chosen(const EngineConfig& cfg, const Checkpoint& ck, 
 }  // namespace
 
 Dispatch make_dispatch(const EngineConfig& cfg, const Checkpoint& ck, const DispatcherChoice& choice, bool verbose) {
-  if (choice.name != "host" || choice.reason.rfind("auto", 0) != 0)
+  if (choice.name == "cpu" || choice.reason.rfind("auto", 0) != 0)
     return make_dispatch_as_chosen(cfg, ck, choice, verbose);
-  // auto picked host: if it cannot start (a capture or a GEMM plan the GPU
-  // refuses, the model does not fit), say why and run on the cpu dispatcher.
-  try {
-    return make_dispatch_as_chosen(cfg, ck, choice, verbose);
-  } catch (const std::exception& e) {
-    const DispatcherChoice cpu{"cpu", std::string("auto: the host dispatcher could not start: ") + e.what()};
-    return make_dispatch_as_chosen(cfg, ck, cpu, verbose);
+  // auto picked device (or host): if it cannot start (device graph launch
+  // refused, the self-test failed, a capture or GEMM plan the GPU refuses,
+  // the model does not fit), say why and try the next: host, then cpu.
+  std::string why = choice.reason;
+  if (choice.name == "device") {
+    try {
+      return make_dispatch_as_chosen(cfg, ck, choice, verbose);
+    } catch (const std::exception& e) {
+      why = std::string("auto: the device dispatcher could not start: ") + e.what();
+    }
+    try {
+      return make_dispatch_as_chosen(cfg, ck, {"host", why}, verbose);
+    } catch (const std::exception& e) {
+      why += std::string("; the host dispatcher could not start either: ") + e.what();
+    }
+  } else {
+    try {
+      return make_dispatch_as_chosen(cfg, ck, choice, verbose);
+    } catch (const std::exception& e) {
+      why = std::string("auto: the host dispatcher could not start: ") + e.what();
+    }
   }
+  return make_dispatch_as_chosen(cfg, ck, {"cpu", why}, verbose);
 }
 
 }  // namespace qllm::gpu

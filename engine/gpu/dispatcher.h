@@ -4,7 +4,9 @@
 //   cpu   CpuBackend over the fp32 ReferenceModel (engine/core/cpu_engine.h)
 //   host  GpuHostBackend (host_backend.h) over DeviceWeights uploaded from
 //         the checkpoint, or made on the device when model.synthetic_weights
-//   device  the scheduler loop on the GPU: not implemented yet
+//   device  GpuDeviceBackend (device_backend.h): the host dispatcher's graphs
+//           launched by the scheduler loop on the GPU, after a start-up
+//           self-test against the host launch
 //
 //   const auto choice = gpu::choose_dispatcher(cfg);      // throws with the reason
 //   auto d = gpu::make_dispatch(cfg, ck, choice, verbose);
@@ -27,16 +29,17 @@
 namespace qllm::gpu {
 
 struct DispatcherChoice {
-  std::string name;    // "host" or "cpu"
+  std::string name;    // "device", "host" or "cpu"
   std::string reason;  // "configured", "auto: no CUDA device: ...", "auto: NVIDIA H100 ..."
 };
 
 // scheduler.dispatcher against the devices present:
-//   auto    host when a CUDA device that supports device graph launch is
-//           present (the device dispatcher does not exist yet), else cpu
-//   host    host; qllm::Error naming why when there is no such device
+//   auto    device when a CUDA device that supports device graph launch is
+//           present, else cpu (make_dispatch falls back from device to host
+//           to cpu when one cannot start, and says why)
+//   device  device; qllm::Error naming why when there is no such device
+//   host    host; likewise
 //   cpu     cpu
-//   device  qllm::Error: not implemented yet, use host or cpu
 DispatcherChoice choose_dispatcher(std::string_view want, const cuda::DeviceReport& devices);
 DispatcherChoice choose_dispatcher(const EngineConfig& cfg);  // with cuda::query_devices()
 
@@ -51,8 +54,9 @@ struct Dispatch {
 };
 
 // Builds the chosen backend for `ck` (opened from the configured model).
-// When `auto` chose host and the host backend cannot start (it throws), the
-// cpu backend is built instead and Dispatch::choice says why. Otherwise
+// When `auto` chose device and the device backend cannot start (it throws:
+// device graph launch refused, the self-test failed), the host backend is
+// tried, then the cpu one, and Dispatch::choice says why. Otherwise
 // throws qllm::Error when it cannot build the backend: the model does not fit in GPU memory
 // (with the sizes), a shape the GPU kernels do not support, model.dtype other
 // than bf16 on the host dispatcher.

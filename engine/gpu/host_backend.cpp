@@ -208,7 +208,8 @@ void GpuHostBackend::check_error(int slot, const char* unit) {
   fail("host dispatcher, slot {}, {}: {}", slot, unit, error_word_meaning(word));
 }
 
-void GpuHostBackend::begin(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) {
+void GpuHostBackend::set_step(int slot, std::span<const cpu::SeqChunk> chunks,
+                              std::span<const SampleSpec> sampling) {
   Slot& s = at(slot);
   size_t wanted = 0;
   for (const auto& c : chunks) wanted += c.logits;
@@ -234,8 +235,18 @@ void GpuHostBackend::begin(int slot, std::span<const cpu::SeqChunk> chunks, std:
   s.experts.clear();
   s.expert_rows.clear();
   s.sampled.clear();
+}
+
+void GpuHostBackend::begin(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) {
+  set_step(slot, chunks, sampling);
+  Slot& s = at(slot);
   s.in_pass = true;
   launch(slot, s.begin, "begin");
+}
+
+void GpuHostBackend::stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) {
+  set_step(slot, chunks, sampling);
+  QLLM_CUDA_CHECK(cudaStreamSynchronize(at(slot).stream));
 }
 
 int GpuHostBackend::run(int slot, const sched::Cursor& c) {
@@ -317,9 +328,10 @@ std::vector<float> GpuHostBackend::logits(int slot) const {
   const Slot& s = *slots_.at(size_t(slot));
   const size_t n = s.step.logit_rows.size() * size_t(model_->desc().vocab);
   std::vector<float> out(n);
+  if (n > 0)  // on the slot's stream, never the legacy one (the device loop may run meanwhile)
+    QLLM_CUDA_CHECK(cudaMemcpyAsync(out.data(), model_->slot(slot).ptr().logits, n * sizeof(float),
+                                    cudaMemcpyDeviceToHost, s.stream));
   QLLM_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-  if (n > 0)
-    QLLM_CUDA_CHECK(cudaMemcpy(out.data(), model_->slot(slot).ptr().logits, n * sizeof(float), cudaMemcpyDeviceToHost));
   return out;
 }
 

@@ -123,6 +123,11 @@ class GpuHostBackend final : public UnitBackend {
   int run(int slot, const sched::Cursor& unit) override;
   std::vector<int32_t> sampled(int slot) override;
 
+  // The host side of begin() without the launch: packs the pass's per-step
+  // metadata into the slot's buffers (set_step) and waits for the copy. The
+  // device dispatcher calls it before publishing a pass to the device loop.
+  void stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling);
+
   const CaptureSummary& capture_summary() const { return summary_; }
   const HostBackendConfig& config() const { return cfg_; }
   GpuModel& model() { return *model_; }
@@ -140,6 +145,7 @@ class GpuHostBackend final : public UnitBackend {
   struct Slot;
   Slot& at(int slot);
   void launch(int slot, cudaGraphExec_t exec, const char* what);
+  void set_step(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling);
   void check_error(int slot, const char* unit);
   void capture_all();
 

@@ -8,6 +8,7 @@
 // device-side errors surface as messages without losing other requests' work.
 #include "engine/core/loop_backend.h"
 #include "tests/engine_requests.h"
+#include "tests/pass_recorder.h"
 #include "tests/sim_device.h"
 #include "tests/test_errors.h"
 #include "tests/tiny_model.h"
@@ -50,15 +51,18 @@ EngineLimits small_limits(sched::Policy p) {
   return lim;
 }
 
-// The engine, the simulated device and the loop's host half, wired up.
+// The engine, the simulated device and the loop's host half, wired up (the
+// recorder keeps every pass the engine published and its result).
 struct Rig {
   test::SimDevice dev;
   LoopBackend backend;
+  test::PassRecorder recorder;
   RealTimeClock clock;
   Engine engine;
 
   Rig(const cpu::ReferenceModel& m, const EngineLimits& lim, test::SimDeviceOptions opt = {})
-      : dev(m, lim, opt), backend(m.desc(), dev.control_block(), dev), engine(backend, lim, clock) {}
+      : dev(m, lim, opt), backend(m.desc(), dev.control_block(), dev), recorder(backend),
+        engine(recorder, lim, clock) {}
 
   // Steps until `done` says so (or a 20 s deadline); returns the events.
   template <class Done>
@@ -142,6 +146,7 @@ TEST(LoopBackend, ASmallOutputRingSlowsTheLoopAndLosesNoToken) {
 // request is submitted once the BE pass has run `be_units` units.
 struct Boundary {
   size_t be_units_between = 0;     // BE units that started after the submit, before LS's first
+  double ls_wait_s = -1;           // from the loop taking the LS batch to its first unit
   sched::UnitKind be_kind_before;  // BE unit just before LS's first unit
   bool be_resumed_after_ls = false;
   sched::UnitKind be_kind_after = sched::UnitKind::Done;  // its first unit after LS's first
@@ -170,6 +175,9 @@ Boundary ls_arrival(sched::Policy p, size_t be_units) {
   Boundary b;
   if (ls_first < seen || ls_first >= log.size()) return b;
   b.be_units_between = ls_first - seen;
+  for (const auto& pass : rig.recorder.passes)
+    if (pass.cls == PriorityClass::LS && pass.result.taken_s >= 0)
+      b.ls_wait_s = log[ls_first].start_s - pass.result.taken_s;
   b.be_kind_before = log[ls_first - 1].unit.kind;
   for (size_t i = ls_first; i < log.size(); ++i)
     if (log[i].slot == 1) {
@@ -186,6 +194,10 @@ TEST(LoopBackend, PriorityExpertStartsLsAtTheNextUnit) {
   // the engine forms and publishes the batch (its wait is 0.1 ms, a unit 2 ms).
   EXPECT_LE(b.be_units_between, 2u);
   EXPECT_TRUE(b.be_resumed_after_ls) << "the BE pass must be preempted, not finished first";
+  // From the loop's own records: the LS batch waited at most for the BE unit
+  // that was running when it was taken (2 ms, and some slack for the host).
+  EXPECT_GE(b.ls_wait_s, 0.0);
+  EXPECT_LT(b.ls_wait_s, 0.004);
 }
 
 TEST(LoopBackend, PriorityLayerStartsLsAtTheNextLayer) {
@@ -198,6 +210,7 @@ TEST(LoopBackend, FcfsIterationFinishesTheBePassFirst) {
   const auto b = ls_arrival(sched::Policy::FcfsIteration, 2);
   EXPECT_EQ(b.be_kind_before, sched::UnitKind::Head);
   EXPECT_FALSE(b.be_resumed_after_ls);
+  EXPECT_GT(b.ls_wait_s, 0.004) << "the LS batch waits for the rest of the BE pass";
 }
 
 TEST(LoopBackend, CancelStopsThePassBetweenUnits) {

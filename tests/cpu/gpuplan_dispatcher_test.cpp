@@ -54,27 +54,28 @@ TEST(Dispatcher, OnThisMachine) {
     EXPECT_HAS(msg, "scheduler.dispatcher 'host' is not available: no CUDA device");
     EXPECT_HAS(msg, "use 'auto' or 'cpu'");
   } else {
-    EXPECT_EQ(a.name, devs.devices.front().device_graph_launch ? "host" : "cpu") << a.reason;
+    EXPECT_EQ(a.name, devs.devices.front().device_graph_launch ? "device" : "cpu") << a.reason;
   }
   c.scheduler_dispatcher = "cpu";
   EXPECT_EQ(choose_dispatcher(c).name, "cpu");
   EXPECT_EQ(choose_dispatcher(c).reason, "configured");
-  c.scheduler_dispatcher = "device";
-  EXPECT_HAS(error_of([&] { choose_dispatcher(c); }), "not implemented yet, use host or cpu");
+  if (devs.devices.empty()) {
+    c.scheduler_dispatcher = "device";
+    EXPECT_HAS(error_of([&] { choose_dispatcher(c); }), "scheduler.dispatcher 'device' is not available: no CUDA");
+  }
 }
 
-TEST(Dispatcher, AutoPicksHostWhereADeviceIs) {
+TEST(Dispatcher, AutoPicksDeviceWhereADeviceIs) {
   const auto gpu = one_device(9, true);
   const DispatcherChoice a = choose_dispatcher("auto", gpu);
-  EXPECT_EQ(a.name, "host");
+  EXPECT_EQ(a.name, "device");
   EXPECT_HAS(a.reason, "NVIDIA H100 80GB HBM3");
-  EXPECT_HAS(a.reason, "device dispatcher is not implemented yet");
+  EXPECT_HAS(a.reason, "supports device graph launch");
   EXPECT_EQ(choose_dispatcher("host", gpu).name, "host");
   EXPECT_EQ(choose_dispatcher("host", gpu).reason, "configured");
+  EXPECT_EQ(choose_dispatcher("device", gpu).name, "device");
+  EXPECT_EQ(choose_dispatcher("device", gpu).reason, "configured");
   EXPECT_EQ(choose_dispatcher("cpu", gpu).name, "cpu");
-  const std::string msg = error_of([&] { choose_dispatcher("device", gpu); });
-  EXPECT_HAS(msg, "scheduler.dispatcher 'device' is not available");
-  EXPECT_HAS(msg, "not implemented yet, use host or cpu");
   EXPECT_HAS(error_of([&] { choose_dispatcher("gpu", gpu); }), "'gpu' is not one of auto, device, host, cpu");
 }
 
@@ -85,13 +86,15 @@ TEST(Dispatcher, NoDeviceOrAnOldOne) {
   EXPECT_EQ(a.reason, "auto: no CUDA device: CUDA driver version is insufficient for CUDA runtime version");
   EXPECT_HAS(error_of([&] { choose_dispatcher("host", none); }),
              "scheduler.dispatcher 'host' is not available: no CUDA device: CUDA driver version is insufficient");
-  EXPECT_HAS(error_of([&] { choose_dispatcher("device", none); }), "not implemented yet");
+  EXPECT_HAS(error_of([&] { choose_dispatcher("device", none); }),
+             "scheduler.dispatcher 'device' is not available: no CUDA device");
 
   const auto old = one_device(7, false);  // no device graph launch
   const DispatcherChoice b = choose_dispatcher("auto", old);
   EXPECT_EQ(b.name, "cpu");
   EXPECT_HAS(b.reason, "compute capability 7.0");
   EXPECT_HAS(error_of([&] { choose_dispatcher("host", old); }), "needs 8.0 or newer");
+  EXPECT_HAS(error_of([&] { choose_dispatcher("device", old); }), "needs 8.0 or newer");
 }
 
 TEST(Dispatcher, TheCpuBackendRunsTheEngine) {
