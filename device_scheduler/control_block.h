@@ -44,7 +44,7 @@
 namespace qllm::sched {
 
 inline constexpr uint32_t kControlBlockMagic = 0x42434C51u;  // "QLCB" little-endian
-inline constexpr uint32_t kControlBlockVersion = 1;
+inline constexpr uint32_t kControlBlockVersion = 2;
 inline constexpr uint32_t kCancelCapacity = 64;  // pending cancellations the ring holds
 
 // ---------------------------------------------------------------------------
@@ -134,6 +134,7 @@ struct Cancels {
 
 struct alignas(64) LifeHost {  // host
   uint64_t shutdown_request;  // shutdown requests made (sequence; 0: none)
+  uint64_t doorbell;          // advanced after every publish, promotion, cancellation and shutdown request
   uint32_t ls_pending;        // 1 while the host prepares an LS batch (a hint: stay awake)
 };
 struct alignas(64) LifeDev {  // device
@@ -297,6 +298,7 @@ struct HostEnd {  // the host's publisher thread
   uint64_t cancel_head = 0;                // == cb->cancel.host.head
   uint64_t cancel_tail_seen = 0;           // last cancel tail read from the device
   uint64_t shutdown_sent = 0;              // == cb->life.host.shutdown_request
+  uint64_t doorbell = 0;                   // == cb->life.host.doorbell
 };
 
 struct DrainEnd {  // the host's output drain thread
@@ -322,6 +324,7 @@ struct DeviceEnd {  // one thread of the scheduler block
   uint64_t dropped_timings = 0;  // == cb->out.dev.dropped_timings
   uint64_t shutdown_seen = 0;    // last shutdown_request read
   uint64_t shutdown_acked = 0;   // == cb->life.dev.shutdown_ack
+  uint64_t doorbell_seen = 0;    // the doorbell value whose news the device has taken in
 };
 
 inline HostEnd make_host_end(ControlBlock* cb) {
@@ -353,6 +356,44 @@ inline DeviceEnd make_device_end(ControlBlock* device_view, const ControlBlock& 
 }
 
 // ---------------------------------------------------------------------------
+// The doorbell: one host word that says "something new"
+//
+// Every host call that gives the device news (a batch, a promotion, a
+// cancellation, a shutdown request) first release-stores its own flag, then
+// advances the doorbell (release). The device loop acquires the doorbell once
+// per cycle and polls the other flags only when it moved: one read of host
+// memory per cycle instead of one per flag. A reader that sees doorbell n sees
+// every flag written before the n-th ring.
+
+// Host (the publisher thread; called by the host_* functions below).
+inline void host_ring_doorbell(HostEnd& h) {
+  h.doorbell += 1;
+  sync::store_release_sys(&h.cb->life.host.doorbell, h.doorbell);
+}
+
+// Device. The doorbell's value now (one acquire). News since the last call
+// to device_doorbell_taken when it differs from d.doorbell_seen.
+QLLM_HD inline uint64_t device_read_doorbell(const DeviceEnd& d) {
+  return sync::load_acquire_sys(&d.cb->life.host.doorbell);
+}
+
+// Device. The news up to `bell` (a value device_read_doorbell returned) has
+// been polled.
+QLLM_HD inline void device_doorbell_taken(DeviceEnd& d, uint64_t bell) { d.doorbell_seen = bell; }
+
+// Device. Refreshes the device's copy of the slot's publish sequence (one
+// acquire); device_poll_batch then takes a batch without reading it again.
+QLLM_HD inline void device_refresh_published(DeviceEnd& d, int slot) {
+  d.published_seen[slot] = sync::load_acquire_sys(&d.cb->slot[slot].host.publish_seq);
+}
+
+// Device. Whether the slot has a published batch the device knows of and has
+// not taken (no read of host memory).
+QLLM_HD inline bool device_batch_known(const DeviceEnd& d, int slot) {
+  return d.published_seen[slot] > d.consumed[slot];
+}
+
+// ---------------------------------------------------------------------------
 // Batches
 
 // Host. Publishes `desc` as the slot's next batch: writes the buffer of
@@ -371,6 +412,7 @@ inline DeviceEnd make_device_end(ControlBlock* device_view, const ControlBlock& 
   h.cb->slot[slot].host.desc[s % 2] = desc;
   sync::store_release_sys(&h.cb->slot[slot].host.publish_seq, s);
   h.published[slot] = s;
+  host_ring_doorbell(h);
   return true;
 }
 
@@ -389,6 +431,7 @@ inline void host_promote(HostEnd& h, int slot, uint64_t seq) {
   if (seq <= h.promoted[slot]) return;
   h.promoted[slot] = seq;
   sync::store_release_sys(&h.cb->slot[slot].host.promote_seq, seq);
+  host_ring_doorbell(h);
 }
 
 // Host. A hint that an LS batch is being prepared (its metadata copy is in
@@ -456,6 +499,7 @@ QLLM_HD inline bool device_ls_pending(const DeviceEnd& d) {
   h.cb->cancel.host.ids[h.cancel_head % kCancelCapacity] = pass_id;
   h.cancel_head += 1;
   sync::store_release_sys(&h.cb->cancel.host.head, h.cancel_head);
+  host_ring_doorbell(h);
   return true;
 }
 
@@ -481,6 +525,7 @@ QLLM_HD inline uint32_t device_poll_cancels(DeviceEnd& d, F&& f) {
 inline uint64_t host_request_shutdown(HostEnd& h) {
   h.shutdown_sent += 1;
   sync::store_release_sys(&h.cb->life.host.shutdown_request, h.shutdown_sent);
+  host_ring_doorbell(h);
   return h.shutdown_sent;
 }
 

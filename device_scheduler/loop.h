@@ -19,10 +19,12 @@
 //      after an attn unit, the layer's expert list (ids and row counts, read
 //      from what the router wrote) and the cursor steps past it (policy.h
 //      advance); after the head, the pass moves to "flushing";
-//   2. a shutdown request, if any, stops the taking of batches;
-//   3. free slots take the host's next batch (device_poll_batch; a PassStart
-//      record says when); promotions of BE passes to LS are read every
-//      kPromotePollCycles cycles;
+//   2. the host's doorbell (control_block.h), one read of host memory: only
+//      when it moved are the shutdown request, the slots' publish sequences,
+//      promotions and cancellations read; a shutdown request stops the
+//      taking of batches;
+//   3. free slots take the next batch the host published (device_poll_batch;
+//      a PassStart record says when); a promoted BE pass counts as LS;
 //   4. cancellations from the host: a running pass they name ends at this
 //      boundary (PassDone with kRecordCancelled, no tokens); a pass not
 //      taken yet is not affected (the host drops its tokens instead);
@@ -63,7 +65,6 @@
 namespace qllm::sched {
 
 inline constexpr int kMaxLoopExperts = 256;     // kernels support E <= 256
-inline constexpr uint32_t kPromotePollCycles = 16;
 
 // BatchDesc.flags
 inline constexpr uint8_t kBatchDecodeOnly = 1;  // every chunk has one token: the decode attention graphs
@@ -241,16 +242,10 @@ QLLM_HD inline bool launch_next(LoopState& L, int s, Exec& x, uint64_t now) {
   return true;
 }
 
-// Whether the host has anything new for an idle loop: a batch for a free
-// slot, a cancellation, or a shutdown request (acquires of host memory).
-QLLM_HD inline bool host_has_news(LoopState& L) {
-  DeviceEnd& d = L.end;
-  for (uint32_t s = 0; s < d.n_slots; ++s)
-    if (slot_free(L, int(s)) &&
-        sync::load_acquire_sys(&d.cb->slot[s].host.publish_seq) > d.consumed[s])
-      return true;
-  if (sync::load_acquire_sys(&d.cb->cancel.host.head) > d.cancel_tail) return true;
-  return sync::load_acquire_sys(&d.cb->life.host.shutdown_request) > d.shutdown_acked;
+// Whether the host has rung the doorbell since the loop last took its news
+// in (one acquire of host memory).
+QLLM_HD inline bool host_has_news(const LoopState& L) {
+  return device_read_doorbell(L.end) != L.end.doorbell_seen;
 }
 
 }  // namespace detail
@@ -278,10 +273,16 @@ QLLM_HD inline LoopAction loop_cycle(LoopState& L, Exec& x) {
     return LoopAction::Exit;
   }
 
-  // 2. shutdown stops the taking of batches; 3. new batches for free slots
-  const bool shutdown = device_shutdown_requested(L.end);
+  // 2.-4. the host's news: one read of the doorbell; the other flags only
+  //        when it moved
+  const uint64_t bell = device_read_doorbell(L.end);
+  const bool news = bell != L.end.doorbell_seen;
+  const bool shutdown = L.end.shutdown_seen > L.end.shutdown_acked || (news && device_shutdown_requested(L.end));
+  if (news)  // every slot's publish sequence, so a batch for a slot that is busy now is known when it frees
+    for (int s = 0; s < n; ++s) device_refresh_published(L.end, s);
+  // 3. new batches for free slots
   for (int s = 0; s < n && !shutdown; ++s) {
-    if (!slot_free(L, s)) continue;
+    if (!slot_free(L, s) || !device_batch_known(L.end, s)) continue;
     BatchDesc d;
     if (!device_poll_batch(L.end, s, &d)) {
       if (L.end.error) {
@@ -295,24 +296,25 @@ QLLM_HD inline LoopAction loop_cycle(LoopState& L, Exec& x) {
     ls.begun = 0;
     ls.n_experts = 0;
     publish(L.table.slot[s], d.cls, now);
+    if (device_promoted(L.end, s)) L.table.slot[s].cls = PriorityClass::LS;
     OutputRecord r{};
     r.pass_id = d.pass_id;
     r.t_start_ns = now;
     r.slot = uint8_t(s);
     r.kind = RecordKind::PassStart;
     device_push_output(L.end, r);  // may be dropped (counted), never blocks
-    if (device_promoted(L.end, s)) L.table.slot[s].cls = PriorityClass::LS;
   }
-  if (L.cycles % kPromotePollCycles == 0)
-    for (int s = 0; s < n; ++s)
+  if (news) {
+    for (int s = 0; s < n; ++s)  // promotions of running BE passes
       if (L.table.slot[s].active && L.table.slot[s].cls == PriorityClass::BE && device_promoted(L.end, s))
         L.table.slot[s].cls = PriorityClass::LS;
-
-  // 4. cancellations: a running pass they name ends at this boundary
-  device_poll_cancels(L.end, [&](uint64_t id) {
-    for (int s = 0; s < n; ++s)
-      if (L.table.slot[s].active && L.slot[s].desc.pass_id == id) end_pass(L, s, kRecordCancelled, 0);
-  });
+    // 4. cancellations: a running pass they name ends at this boundary
+    device_poll_cancels(L.end, [&](uint64_t id) {
+      for (int s = 0; s < n; ++s)
+        if (L.table.slot[s].active && L.slot[s].desc.pass_id == id) end_pass(L, s, kRecordCancelled, 0);
+    });
+    device_doorbell_taken(L.end, bell);
+  }
 
   // 5. push the records of passes that ended; at shutdown, abandon the
   //    running ones first, then acknowledge once everything is out

@@ -387,4 +387,38 @@ TEST(SchedulerControlBlock, PromotionAndLsPendingFlags) {
   EXPECT_FALSE(device_promoted(d, 1));
 }
 
+// Every host call that gives the device news rings the doorbell after its
+// own flag, so one read of the doorbell tells the loop whether to read the
+// rest; the LS-pending hint is not news (it does not ring).
+TEST(SchedulerControlBlock, TheDoorbellRingsForEveryNews) {
+  Block b;
+  HostEnd h = make_host_end(b.cb);
+  DeviceEnd d = make_device_end(b.cb, *b.cb);
+  EXPECT_EQ(device_read_doorbell(d), 0u);
+  host_set_ls_pending(h, true);
+  EXPECT_EQ(device_read_doorbell(d), 0u);
+  ASSERT_TRUE(host_publish_batch(h, 1, make_desc(7)));
+  const uint64_t bell = device_read_doorbell(d);
+  EXPECT_EQ(bell, 1u);
+  // A batch published to slot 1 while the loop did not poll it is known
+  // after one refresh, and taken without another read of the host's flag.
+  EXPECT_FALSE(device_batch_known(d, 1));
+  device_refresh_published(d, 1);
+  device_doorbell_taken(d, bell);
+  EXPECT_TRUE(device_batch_known(d, 1));
+  BatchDesc got;
+  ASSERT_TRUE(device_poll_batch(d, 1, &got));
+  EXPECT_EQ(got.pass_id, 7u);
+  EXPECT_FALSE(device_batch_known(d, 1));
+  host_promote(h, 1, 1);
+  EXPECT_EQ(device_read_doorbell(d), 2u);
+  host_promote(h, 1, 1);  // no change: no news
+  EXPECT_EQ(device_read_doorbell(d), 2u);
+  ASSERT_TRUE(host_request_cancel(h, 7));
+  EXPECT_EQ(device_read_doorbell(d), 3u);
+  host_request_shutdown(h);
+  EXPECT_EQ(device_read_doorbell(d), 4u);
+  EXPECT_EQ(d.doorbell_seen, 1u);
+}
+
 }  // namespace
