@@ -76,6 +76,10 @@ class LoopBackend : public PassBackend {
   uint64_t dropped_timings() const { return sched::host_dropped_timings(*cb_); }
   // Passes published and not yet reported.
   size_t in_flight() const;
+  // Forgets the device-to-clock offset, so that the next drain fixes it on the
+  // clock it is given (the offset belongs to the clock of the first drain:
+  // call this when a later caller collects on another clock).
+  void reset_clock_offset() { have_offset_ = false; }
 
  private:
   // Drains the ring; returns how many PassDone records it turned into results.

@@ -139,6 +139,7 @@ GpuDeviceBackend::GpuDeviceBackend(const DeviceWeights& w, const HostBackendConf
                r.tokens.empty() ? -1 : r.tokens[0], p.host_tokens.empty() ? -1 : p.host_tokens[0]);
         rows += int(p.tokens.size());
       }
+      pass_->reset_clock_offset();  // the engine's clock is not the self-test's
       self_test_ = fmt::format("self-test: a prefill pass and a decode pass ({} rows) launched from the device "
                                "loop match the host launch (max relative logit difference {:.2g}, tolerance {:.2g})",
                                rows, worst, opt.self_test_tolerance);
@@ -241,6 +242,7 @@ void GpuDeviceBackend::collect(std::vector<PassResult>& done, std::vector<UnitRe
 void GpuDeviceBackend::stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) {
   prof::Range range("device/stage");
   host_->stage(slot, chunks, sampling);
+  if (stage_hook_) stage_hook_(slot, *host_);
 }
 
 bool GpuDeviceBackend::running() { return loop_ && loop_->running(); }

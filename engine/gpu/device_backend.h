@@ -34,6 +34,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -81,6 +82,11 @@ class GpuDeviceBackend : public PassBackend, private LoopBackend::Device {
   uint64_t dropped_timings() const { return pass_->dropped_timings(); }
   // The logit rows of the slot's last pass (tests and the self-test).
   std::vector<float> logits(int slot) const { return host_->logits(slot); }
+  // Tests: runs after a pass's metadata is staged in the slot's buffers and
+  // before the pass is published to the loop (to corrupt it on purpose); it
+  // must leave its writes complete (synchronise the slot's stream).
+  using StageHook = std::function<void(int slot, GpuHostBackend& host)>;
+  void set_stage_hook(StageHook f) { stage_hook_ = std::move(f); }
 
  private:
   // LoopBackend::Device
@@ -100,6 +106,7 @@ class GpuDeviceBackend : public PassBackend, private LoopBackend::Device {
   std::unique_ptr<sched::DeviceLoop> loop_;
   std::unique_ptr<LoopBackend> pass_;
   std::string self_test_;
+  StageHook stage_hook_;
   bool leaked_ = false;  // the loop did not stop: what it uses is left allocated
 };
 
