@@ -1,0 +1,765 @@
+// engine/gpu/device_backend: the engine (engine/core/engine.h) over the
+// device dispatcher, GpuDeviceBackend: the scheduler loop on the GPU launching
+// the host dispatcher's unit graphs by device graph launch, LoopBackend as its
+// host half. The CPU twin of this file is tests/cpu/core_loop_backend_test.cpp
+// (the same loop code in a host thread over the reference model).
+//
+//   SelfTestRunsAtStart             the start-up self-test (a prefill and a
+//       decode pass from the device loop against the host launch) on a model
+//       with a dense layer and on one without; the graphs captured; a failing
+//       self-test throws and leaves nothing running; shutdown is acknowledged
+//   SameBatchesAsTheHostDispatcher  a mixed LS/BE workload, greedy and seeded
+//       sampling, under the three policies in real time; every pass the
+//       engine published is then replayed, in publish order, through the host
+//       dispatcher (GpuHostBackend) on the same weights and configuration:
+//       the same tokens, the same logits (below)
+//   LsStartsAtTheNextUnitBoundary   priority-expert: an LS batch taken while a
+//       BE pass runs starts at the next unit boundary (from the loop's own
+//       records: PassStart and the unit timings), the BE pass resumes after
+//       it; fcfs-iteration: the BE pass finishes first
+//   CancelAndShutdown               a running BE request cancelled mid-pass
+//       ends Cancelled with its blocks freed and the loop serves the next
+//       request as before; a shutdown mid-workload is acknowledged in < 1 s
+//   ADeviceErrorBecomesAMessage     a token id outside the vocabulary written
+//       into a staged pass's metadata fails that pass with the error word's
+//       message (qllm::Error from Engine::step); the loop keeps running and
+//       the failed pass's requests run again
+//
+// Device: what is exact and what is not.
+//
+// Exact. The device loop launches the very graphs the host dispatcher
+// captures (GpuDeviceBackend builds a GpuHostBackend and uploads its graph
+// tables), and picks each unit's graph by the same rules: the attn bucket
+// from the pass's rows (the decode-attention table for a pass of one-token
+// chunks), an expert's bucket from its row count, the head's from the sampled
+// rows. So a pass replayed through a GpuHostBackend with the same chunks,
+// positions, block tables and sampling runs the same kernels on the same
+// inputs. Its KV history is the same too: a pass reads only its own
+// sequences' blocks, written by their earlier passes, and a sequence's passes
+// are published in order, each after the previous one's result; a block
+// freed by one sequence is reused by a later one only after that sequence's
+// last pass ended. Replaying every pass sequentially in publish order
+// therefore reproduces every KV position each pass reads. The kernels are
+// deterministic (no floating-point atomics; the expert lists are a stable
+// counting sort), so every token must be equal and every logit row is
+// expected bit for bit equal; the test also admits a row within 1e-3 of its
+// scale, which only an ulp-level GEMM difference between the two model
+// instances could produce (a cuBLASLt algorithm chosen differently by the
+// second one), and prints how many rows were bit-equal. Wrong KV, a wrong
+// expert list, a wrong bucket or a skipped unit moves logits by a sizeable
+// fraction of their scale.
+//
+// Not exact. The loop runs in real time: which batches form (the engine
+// batches what has arrived), when the loop takes them and which units
+// interleave depend on timing, so the expected results are the recorded
+// passes' replay, not fixed token lists, and preemption is checked as a
+// count (> 0 under the priority policies, 0 under fcfs-iteration). Times:
+// the loop stamps its records with the GPU's globaltimer; LoopBackend maps
+// them onto the engine's clock with an offset fixed at the first drain (an
+// upper bound: mapped times are late by the latency of that drain, a few
+// microseconds while the engine polls). Times from the loop compare exactly
+// with each other (the same offset); against the engine's own clock they
+// agree within that latency. The begin unit (embedding) writes no timing
+// record, so a pass's first logged unit is its attn[0].
+#include "device_scheduler/device_loop.h"
+#include "engine/common/error.h"
+#include "engine/core/engine.h"
+#include "engine/gpu/device_backend.h"
+#include "engine/gpu/host_backend.h"
+#include "kernels/cuda_check.h"
+#include "tests/gpu/gpu_test_buffers.h"
+#include "tests/gpu_test_util.h"
+#include "tests/pass_recorder.h"
+#include "tests/test_errors.h"
+#include "tests/tiny_model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace qllm;
+using namespace qllm::test;
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+using sched::UnitKind;
+
+constexpr double kReplayTol = 1e-3;  // of a logit row's scale (see the file comment)
+constexpr int kLsSlot = 0, kBeSlot = 1;  // limits(): one LS slot, then one BE slot
+
+double seconds_since(Steady::time_point t0) { return std::chrono::duration<double>(Steady::now() - t0).count(); }
+
+const char* policy_name(sched::Policy p) {
+  switch (p) {
+    case sched::Policy::FcfsIteration: return "fcfs-iteration";
+    case sched::Policy::PriorityLayer: return "priority-layer";
+    case sched::Policy::PriorityExpert: return "priority-expert";
+  }
+  return "?";
+}
+
+Checkpoint open_tiny(const std::string& arch, uint64_t seed) {
+  return qllm::test::open_tiny(arch, seed, "devbackend-" + arch);
+}
+
+EngineLimits limits(sched::Policy p) {
+  EngineLimits l;
+  l.ls_slots = 1;
+  l.be_slots = 1;
+  l.max_tokens_per_step = 64;
+  l.max_seqs_per_step = 8;
+  l.prefill_chunk = 16;
+  l.kv_blocks = 256;
+  l.block_size = 8;
+  l.policy = p;
+  return l;
+}
+
+gpu::HostBackendConfig backend_config(const EngineLimits& l) {
+  auto c = gpu::HostBackendConfig::from(l, 1024);
+  c.gemm_workspace_bytes = size_t(8) << 20;
+  return c;
+}
+
+// A tiny checkpoint's weights on the GPU (they outlive every backend built on them).
+struct Weights {
+  Checkpoint ck;
+  Stream st;
+  gpu::DeviceWeights w;
+  explicit Weights(Checkpoint c)
+      : ck(std::move(c)), w(gpu::DeviceWeights::upload(ck, st.get(), {.progress = false})) {}
+  int vocab() const { return ck.desc().vocab; }
+};
+
+// The device dispatcher, the recorder over it and an engine on a real-time
+// clock. `clock_delay_s`: how long after the backend's start-up (and its
+// self-test, whose collects ran on another clock) the engine's clock starts.
+struct DeviceRig {
+  std::unique_ptr<gpu::GpuDeviceBackend> dev;
+  std::unique_ptr<PassRecorder> rec;
+  std::unique_ptr<RealTimeClock> clock;
+  std::unique_ptr<Engine> engine;
+
+  DeviceRig(const gpu::DeviceWeights& w, const EngineLimits& lim, double clock_delay_s = 0) {
+    dev = std::make_unique<gpu::GpuDeviceBackend>(w, backend_config(lim), gpu::DeviceBackendOptions::from(lim));
+    rec = std::make_unique<PassRecorder>(*dev);
+    if (clock_delay_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(clock_delay_s));
+    clock = std::make_unique<RealTimeClock>();
+    engine = std::make_unique<Engine>(*rec, lim, *clock);
+  }
+  ~DeviceRig() {  // the engine first, the backend (which stops the loop) last
+    engine.reset();
+    rec.reset();
+    dev.reset();
+  }
+};
+
+Request req(uint64_t id, PriorityClass cls, int prompt_len, int max_tokens, double at, bool sampled, int vocab) {
+  std::mt19937 rng(static_cast<uint32_t>(id * 7919));
+  Request r;
+  r.id = id;
+  r.cls = cls;
+  r.prompt.resize(size_t(prompt_len));
+  for (auto& t : r.prompt) t = int32_t(rng() % uint32_t(vocab));
+  r.max_tokens = max_tokens;
+  r.arrival_s = at;
+  r.sampling.seed = 1000 + id;
+  if (sampled) {
+    r.sampling.temperature = 0.8;
+    r.sampling.top_k = 20;
+    r.sampling.top_p = 0.95;
+  }
+  return r;
+}
+
+// gpu_host_backend_test's workload, compressed for real time: BE at 0 (the
+// first pass fills the 64-token bucket with three prompts in several chunks)
+// with long outputs, so the BE slot is busy for some 200 decode passes; LS
+// 10 ms apart from 2 ms on, while BE passes run (each LS pass is a chance to
+// preempt one). Greedy and seeded sampling in both classes.
+std::vector<Request> workload(int vocab) {
+  const PriorityClass BE = PriorityClass::BE, LS = PriorityClass::LS;
+  std::vector<Request> r;
+  const int be_len[] = {5, 23, 9, 37, 2, 17}, be_max[] = {150, 100, 200, 120, 180, 90};
+  for (int i = 0; i < 6; ++i) r.push_back(req(uint64_t(i + 1), BE, be_len[i], be_max[i], 0.0, i % 2 == 1, vocab));
+  const int ls_len[] = {7, 19, 3, 12}, ls_max[] = {4, 5, 3, 6};
+  for (int i = 0; i < 4; ++i)
+    r.push_back(req(uint64_t(i + 11), LS, ls_len[i], ls_max[i], 0.002 + 0.01 * i, i % 2 == 0, vocab));
+  return r;
+}
+
+// What the engine reported, by request.
+struct Driven {
+  std::map<uint64_t, std::vector<int32_t>> tokens;
+  std::map<uint64_t, Finish> finish;
+  bool in_time = true;
+
+  void take(const std::vector<TokenEvent>& ev) {
+    for (const auto& e : ev) {
+      if (e.token >= 0) tokens[e.id].push_back(e.token);
+      if (e.finish != Finish::None) finish[e.id] = e.finish;
+    }
+  }
+  bool ended(uint64_t id) const { return finish.count(id) > 0; }
+};
+
+// Submits each request at its arrival time (sleeping until the next one when
+// nothing runs) and steps the engine until nothing runs and nothing is left
+// to submit, or `limit_s` of wall time passed (in_time false).
+Driven drive(Engine& e, Clock& clock, std::vector<Request> reqs, double limit_s) {
+  std::sort(reqs.begin(), reqs.end(), [](const Request& a, const Request& b) { return a.arrival_s < b.arrival_s; });
+  Driven d;
+  std::vector<TokenEvent> ev;
+  size_t next = 0;
+  const auto t0 = Steady::now();
+  for (;;) {
+    if (seconds_since(t0) > limit_s) {
+      d.in_time = false;
+      break;
+    }
+    while (next < reqs.size() && reqs[next].arrival_s <= clock.now()) e.submit(reqs[next++]);
+    ev.clear();
+    const bool ran = e.step(ev);
+    d.take(ev);
+    if (!ran) {
+      if (next == reqs.size()) break;
+      clock.idle_until(std::min(reqs[next].arrival_s, clock.now() + 0.01));
+    }
+  }
+  return d;
+}
+
+// Steps the engine until done() or `limit_s` of wall time; false on the deadline.
+template <class Done>
+bool step_until(Engine& e, Driven& d, double limit_s, Done done) {
+  std::vector<TokenEvent> ev;
+  const auto t0 = Steady::now();
+  while (!done()) {
+    if (seconds_since(t0) > limit_s) return false;
+    ev.clear();
+    e.step(ev);
+    d.take(ev);
+  }
+  return true;
+}
+
+// The message of the qllm::Error that f throws; empty when it throws none.
+template <class F>
+std::string error_or_empty(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+double scale_of(const float* v, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; ++i) s = std::max(s, std::fabs(double(v[i])));
+  return s;
+}
+
+double max_diff(const float* a, const float* b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(double(a[i]) - double(b[i])));
+  return m;
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(GpuDeviceEngine, SelfTestRunsAtStart) {
+  QLLM_REQUIRE_GPU();
+  // Hand counts (gpu_host_backend_test): T 64 (7 buckets), S 8 (4 buckets), 2 slots.
+  const std::pair<const char*, int64_t> cases[] = {{"qwen3_moe", 314}, {"mixtral", 166}};
+  for (const auto& [arch, total] : cases) {
+    SCOPED_TRACE(arch);
+    Weights g(open_tiny(arch, 11));
+    const EngineLimits lim = limits(sched::Policy::PriorityExpert);
+    gpu::GpuDeviceBackend dev(g.w, backend_config(lim), gpu::DeviceBackendOptions::from(lim));
+    const std::string& s = dev.self_test_summary();
+    std::printf("%s: %s\n%s: %s\n", arch, s.c_str(), arch, dev.capture_summary().str().c_str());
+    EXPECT_HAS(s, "match the host launch");
+    EXPECT_EQ(s.find("skipped"), std::string::npos) << s;
+    const gpu::CaptureSummary& cs = dev.capture_summary();
+    EXPECT_EQ(cs.graphs.total(), total);
+    EXPECT_EQ(cs.graphs.total(), gpu::count_unit_graphs(g.ck.desc(), 2, 64, 8).total());
+    EXPECT_EQ(cs.graphs.begin, 2);
+    EXPECT_TRUE(dev.loop().running()) << "the loop waits for passes after the self-test";
+    EXPECT_EQ(dev.dropped_timings(), 0u);
+
+    const auto t0 = Steady::now();
+    ASSERT_TRUE(dev.shutdown(5.0));
+    EXPECT_LT(seconds_since(t0), 1.0);
+    EXPECT_FALSE(dev.loop().running());
+    const sched::LoopState st = dev.loop().state();
+    EXPECT_GE(st.end.shutdown_acked, 1u);
+    EXPECT_EQ(st.end.error, 0u);
+    // The self-test's two passes, every unit of each: at least begin, one attn
+    // per layer and the head, twice.
+    EXPECT_GE(st.units_launched, uint64_t(2 * (g.ck.desc().layers + 2)));
+  }
+
+  // A self-test that cannot pass (a negative tolerance) throws with what
+  // differed, after stopping its loop: a second backend then starts normally.
+  Weights g(open_tiny("mixtral", 11));
+  const EngineLimits lim = limits(sched::Policy::PriorityExpert);
+  auto opt = gpu::DeviceBackendOptions::from(lim);
+  opt.self_test_tolerance = -1;
+  EXPECT_HAS(error_of([&] { gpu::GpuDeviceBackend bad(g.w, backend_config(lim), opt); }),
+             "device dispatcher self-test: pass 0 logits differ");
+  gpu::GpuDeviceBackend ok(g.w, backend_config(lim), gpu::DeviceBackendOptions::from(lim));
+  EXPECT_HAS(ok.self_test_summary(), "match the host launch");
+}
+
+// ---------------------------------------------------------------------------
+
+// A device run: every pass the engine published (with its result) and the
+// logit rows of each pass that ended Done, read in on_result.
+struct DeviceRun {
+  std::vector<RecordedPass> passes;
+  std::map<uint64_t, std::vector<float>> logits;  // by pass id
+  int64_t preemptions = 0;
+  size_t units = 0;
+};
+
+DeviceRun run_on_device(const Weights& g, const EngineLimits& lim, const std::vector<Request>& reqs) {
+  DeviceRun out;
+  DeviceRig rig(g.w, lim);
+  rig.rec->on_result = [&](RecordedPass& p) {
+    // Before the engine can publish the slot's next pass: the rows are this pass's.
+    if (p.result.status == PassStatus::Done) out.logits[p.id] = rig.dev->logits(p.slot);
+  };
+  const Driven d = drive(*rig.engine, *rig.clock, reqs, 60.0);
+  EXPECT_TRUE(d.in_time) << "the workload did not finish within 60 s";
+  EXPECT_TRUE(rig.engine->idle());
+  EXPECT_EQ(rig.engine->blocks().num_free_blocks(), lim.kv_blocks);
+  for (const auto& r : reqs) {
+    EXPECT_EQ(d.finish.count(r.id) ? int(d.finish.at(r.id)) : -1, int(Finish::Length)) << "request " << r.id;
+    EXPECT_EQ(d.tokens.count(r.id) ? d.tokens.at(r.id).size() : 0u, size_t(r.max_tokens)) << "request " << r.id;
+  }
+  EXPECT_EQ(rig.dev->dropped_timings(), 0u) << "the preemption count reads the unit timings";
+  out.preemptions = rig.engine->num_preemptions();
+  out.units = rig.engine->unit_log().size();
+  EXPECT_TRUE(rig.dev->shutdown(5.0));
+  out.passes = std::move(rig.rec->passes);
+  return out;
+}
+
+// Replays every pass in publish order through the host dispatcher.
+void replay(gpu::GpuHostBackend& h, const DeviceRun& run, const std::string& what) {
+  const int layers = h.desc().layers;
+  const size_t V = size_t(h.desc().vocab);
+  size_t rows = 0, equal_rows = 0, token_passes = 0;
+  double worst = 0;
+  for (const RecordedPass& p : run.passes) {
+    ASSERT_EQ(int(p.result.status), int(PassStatus::Done)) << what << ": pass " << p.id << " " << p.result.error;
+    const auto chunks = p.chunks();
+    h.begin(p.slot, chunks, p.sampling);
+    sched::SlotState st;
+    sched::publish(st, p.cls, 0);
+    for (int guard = 0; st.active; ++guard) {
+      ASSERT_LT(guard, 1 << 20) << what << ": pass " << p.id << " does not end";
+      const int n = h.run(p.slot, st.cursor);
+      sched::advance(st, layers, n);
+    }
+    const std::vector<int32_t> tokens = h.sampled(p.slot);
+    const std::vector<float> logits = h.logits(p.slot);
+    EXPECT_EQ(tokens, p.result.tokens) << what << ": pass " << p.id << " (slot " << p.slot << ")";
+    token_passes += !tokens.empty();
+    const auto it = run.logits.find(p.id);
+    ASSERT_NE(it, run.logits.end()) << what << ": no logits recorded for pass " << p.id;
+    const std::vector<float>& dev = it->second;
+    ASSERT_EQ(dev.size(), logits.size()) << what << ": pass " << p.id;
+    ASSERT_EQ(logits.size(), tokens.size() * V) << what << ": pass " << p.id;
+    for (size_t r = 0; r < tokens.size(); ++r) {
+      const float* a = logits.data() + r * V;
+      const float* b = dev.data() + r * V;
+      ++rows;
+      if (std::memcmp(a, b, V * sizeof(float)) == 0) {
+        ++equal_rows;
+        continue;
+      }
+      const double scale = std::max(1.0, scale_of(a, V)), diff = max_diff(a, b, V);
+      worst = std::max(worst, diff / scale);
+      EXPECT_LE(diff, kReplayTol * scale) << what << ": pass " << p.id << " row " << r << ": max |device - host| "
+                                          << diff << ", scale " << scale;
+      EXPECT_TRUE(std::all_of(b, b + V, [](float x) { return std::isfinite(x); }))
+          << what << ": pass " << p.id << " row " << r;
+    }
+  }
+  EXPECT_GT(token_passes, 0u);
+  std::printf("%s: %zu passes replayed on the host dispatcher, %zu of %zu logit rows bit-equal (worst relative "
+              "difference %.3g)\n",
+              what.c_str(), run.passes.size(), equal_rows, rows, worst);
+}
+
+TEST(GpuDeviceEngine, SameBatchesAsTheHostDispatcher) {
+  QLLM_REQUIRE_GPU();
+  Weights g(open_tiny("qwen3_moe", 143));  // a dense layer between MoE layers
+  const auto reqs = workload(g.vocab());
+  std::unique_ptr<gpu::GpuHostBackend> host;  // built once the first device backend is gone, then reused
+  for (const auto p : {sched::Policy::FcfsIteration, sched::Policy::PriorityLayer, sched::Policy::PriorityExpert}) {
+    const std::string what = policy_name(p);
+    SCOPED_TRACE(what);
+    const EngineLimits lim = limits(p);
+    const DeviceRun run = run_on_device(g, lim, reqs);  // the device backend is destroyed on return
+    std::printf("%s: %zu passes, %zu units, %lld preemptions\n", what.c_str(), run.passes.size(), run.units,
+                static_cast<long long>(run.preemptions));
+    ASSERT_FALSE(run.passes.empty());
+    if (p == sched::Policy::FcfsIteration) {
+      EXPECT_EQ(run.preemptions, 0);
+    } else {
+      EXPECT_GT(run.preemptions, 0) << "LS passes arrive while BE passes run";
+    }
+    // Publish order, pass ids 1, 2, ... (the engine numbers them), one pass
+    // per slot at a time: a slot's pass is published after its last one ended.
+    for (size_t i = 0; i < run.passes.size(); ++i) EXPECT_EQ(run.passes[i].id, i + 1);
+    if (!host) host = std::make_unique<gpu::GpuHostBackend>(g.w, backend_config(lim));
+    replay(*host, run, what);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+// One LS pass taken while a BE request's passes ran, from the loop's records.
+struct LsPass {
+  uint64_t id = 0;
+  double submit_s = -1;   // engine clock: the LS request was submitted
+  double seen_s = -1;     // engine clock: its result was collected
+  double taken_s = -1;    // the loop took the batch (PassResult.taken_s)
+  double first_s = -1;    // its first logged unit (attn[0]) started
+  double head_end_s = -1;
+  bool be_mid_pass = false;    // the last BE unit before taken_s was not a head: a BE pass was under way
+  int be_units_between = 0;    // BE units that started in [taken_s, first_s)
+  UnitKind be_before = UnitKind::Done;  // the last BE unit that started before first_s
+  bool be_next = false;        // a BE unit started after first_s ...
+  double be_next_s = -1;       // ... at this time
+};
+
+// Fills what the unit log says about an LS pass taken at p.taken_s.
+void analyse(const std::vector<UnitRecord>& log, LsPass& p) {
+  const double t = p.taken_s;
+  size_t first = log.size();
+  for (size_t i = 0; i < log.size(); ++i) {
+    if (log[i].slot == kBeSlot && log[i].start_s < t) p.be_mid_pass = log[i].unit.kind != UnitKind::Head;
+    if (log[i].slot == kLsSlot && log[i].start_s >= t && first == log.size()) first = i;
+  }
+  if (first == log.size()) return;
+  p.first_s = log[first].start_s;
+  for (size_t i = 0; i < first; ++i)
+    if (log[i].slot == kBeSlot) {
+      p.be_before = log[i].unit.kind;
+      p.be_units_between += log[i].start_s >= t;
+    }
+  for (size_t i = first; i < log.size(); ++i)
+    if (log[i].slot == kLsSlot && log[i].unit.kind == UnitKind::Head) {
+      p.head_end_s = log[i].end_s;
+      break;
+    }
+  for (size_t i = first + 1; i < log.size(); ++i)
+    if (log[i].slot == kBeSlot) {
+      p.be_next = true;
+      p.be_next_s = log[i].start_s;
+      break;
+    }
+}
+
+struct BoundaryRun {
+  std::vector<LsPass> ls;
+  int mid_pass = 0;              // LS passes taken while a BE pass was under way
+  double longest_be_unit_s = 0;  // from the unit log
+  int64_t preemptions = 0;
+};
+
+// A BE request with a 900-token prompt (57 prefill passes of 16 tokens) runs;
+// each time a new BE unit of layer 0 shows in the unit log, a one-pass LS
+// request (3 tokens, 1 output) is submitted and run to its end, until three
+// LS batches were taken while a BE pass was under way (or the BE request ends).
+BoundaryRun ls_during_be(const Weights& g, sched::Policy p) {
+  const EngineLimits lim = limits(p);
+  // The engine's clock starts 0.1 s after the backend's self-test: device
+  // times mapped with the self-test's offset would be 0.1 s late.
+  DeviceRig rig(g.w, lim, 0.1);
+  Engine& e = *rig.engine;
+  std::map<uint64_t, double> seen;
+  rig.rec->on_result = [&](RecordedPass& rp) { seen[rp.id] = rig.clock->now(); };
+  const uint64_t be_id = 1;
+  e.submit(req(be_id, PriorityClass::BE, 900, 1, 0.0, false, g.vocab()));
+  Driven d;
+  BoundaryRun out;
+  for (uint64_t ls_id = 100; ls_id < 140 && out.mid_pass < 3; ++ls_id) {
+    const size_t from = e.unit_log().size();
+    const bool under_way = step_until(e, d, 10.0, [&] {
+      if (d.ended(be_id)) return true;
+      const auto& log = e.unit_log();
+      for (size_t i = from; i < log.size(); ++i)  // layer 0: most of the pass is still ahead
+        if (log[i].slot == kBeSlot && log[i].unit.kind != UnitKind::Head && log[i].unit.layer == 0) return true;
+      return false;
+    });
+    EXPECT_TRUE(under_way) << "no BE unit of layer 0 within 10 s";
+    if (!under_way || d.ended(be_id)) break;
+    LsPass lp;
+    lp.submit_s = rig.clock->now();
+    e.submit(req(ls_id, PriorityClass::LS, 3, 1, lp.submit_s, false, g.vocab()));
+    const bool done = step_until(e, d, 10.0, [&] { return d.ended(ls_id); });
+    EXPECT_TRUE(done) << "LS request " << ls_id << " did not end within 10 s";
+    if (!done) break;
+    const RecordedPass* pass = nullptr;
+    for (const auto& rp : rig.rec->passes)
+      if (rp.cls == PriorityClass::LS) pass = &rp;
+    EXPECT_NE(pass, nullptr);
+    if (pass == nullptr) break;
+    EXPECT_EQ(int(pass->result.status), int(PassStatus::Done));
+    lp.id = pass->id;
+    lp.seen_s = seen.count(pass->id) ? seen.at(pass->id) : -1;
+    lp.taken_s = pass->result.taken_s;
+    analyse(e.unit_log(), lp);  // be_mid_pass is final now; the rest is filled again at the end
+    out.mid_pass += lp.be_mid_pass;
+    out.ls.push_back(lp);
+  }
+  EXPECT_TRUE(step_until(e, d, 30.0, [&] { return e.idle(); })) << "the BE request did not end within 30 s";
+  EXPECT_EQ(d.ended(be_id) ? int(d.finish.at(be_id)) : -1, int(Finish::Length));
+  EXPECT_EQ(e.blocks().num_free_blocks(), lim.kv_blocks);
+  EXPECT_EQ(rig.dev->dropped_timings(), 0u);
+  const auto& log = e.unit_log();
+  for (auto& lp : out.ls) {
+    const double taken = lp.taken_s;
+    lp = LsPass{lp.id, lp.submit_s, lp.seen_s, taken};
+    analyse(log, lp);
+  }
+  for (const auto& u : log)
+    if (u.slot == kBeSlot) out.longest_be_unit_s = std::max(out.longest_be_unit_s, u.end_s - u.start_s);
+  out.preemptions = e.num_preemptions();
+  std::printf("%s: %zu LS passes, %d taken while a BE pass was under way; longest BE unit %.1f us, %lld "
+              "preemptions\n",
+              policy_name(p), out.ls.size(), out.mid_pass, out.longest_be_unit_s * 1e6,
+              static_cast<long long>(out.preemptions));
+  return out;
+}
+
+// The loop's times are on the engine's clock: the LS batch was taken after
+// it was submitted and before its result was collected (a 2 ms allowance
+// for the mapping's latency and the engine's polling).
+void expect_on_engine_clock(const LsPass& lp) {
+  EXPECT_GE(lp.taken_s, 0.0) << "pass " << lp.id << ": no PassStart record";
+  EXPECT_GE(lp.taken_s, lp.submit_s - 1e-4) << "pass " << lp.id;
+  EXPECT_LE(lp.taken_s, lp.seen_s + 2e-3) << "pass " << lp.id;
+  EXPECT_LE(lp.first_s, lp.seen_s + 2e-3) << "pass " << lp.id;
+}
+
+TEST(GpuDeviceEngine, LsStartsAtTheNextUnitBoundary) {
+  QLLM_REQUIRE_GPU();
+  Weights g(open_tiny("qwen3_moe", 143));
+  {
+    SCOPED_TRACE("priority-expert");
+    const BoundaryRun b = ls_during_be(g, sched::Policy::PriorityExpert);
+    ASSERT_FALSE(b.ls.empty());
+    ASSERT_GE(b.mid_pass, 1) << "no LS batch was taken while a BE pass was under way";
+    EXPECT_GT(b.preemptions, 0);
+    for (const auto& lp : b.ls) {
+      SCOPED_TRACE("LS pass " + std::to_string(lp.id));
+      expect_on_engine_clock(lp);
+      ASSERT_GE(lp.first_s, 0.0) << "no unit of the LS pass in the log";
+      // Taken at a cycle, after the unit then running retired: the LS begin
+      // unit and its attn[0] follow, with no BE unit in between.
+      EXPECT_EQ(lp.be_units_between, 0);
+      EXPECT_LE(lp.first_s - lp.taken_s, b.longest_be_unit_s + 50e-6)
+          << "the LS pass waited " << (lp.first_s - lp.taken_s) * 1e6 << " us for its first unit";
+      if (!lp.be_mid_pass) continue;
+      // Preempted, not finished first: the BE pass's next unit comes after the LS pass's head.
+      EXPECT_NE(lp.be_before, UnitKind::Head);
+      EXPECT_TRUE(lp.be_next) << "the BE pass did not resume";
+      EXPECT_GE(lp.be_next_s, lp.head_end_s - 1e-7) << "a BE unit ran before the LS pass ended";
+    }
+  }
+  {
+    SCOPED_TRACE("fcfs-iteration");
+    const BoundaryRun b = ls_during_be(g, sched::Policy::FcfsIteration);
+    ASSERT_FALSE(b.ls.empty());
+    ASSERT_GE(b.mid_pass, 1) << "no LS batch was taken while a BE pass was under way";
+    EXPECT_EQ(b.preemptions, 0);
+    for (const auto& lp : b.ls) {
+      SCOPED_TRACE("LS pass " + std::to_string(lp.id));
+      expect_on_engine_clock(lp);
+      ASSERT_GE(lp.first_s, 0.0) << "no unit of the LS pass in the log";
+      if (!lp.be_mid_pass) continue;
+      // The BE pass under way ran to its head before the LS pass's first unit.
+      EXPECT_EQ(lp.be_before, UnitKind::Head);
+      EXPECT_GE(lp.be_units_between, 1);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+// Runs one request to its end on an idle engine; its tokens (empty on the deadline).
+std::vector<int32_t> run_alone(DeviceRig& rig, Driven& d, Request r) {
+  r.arrival_s = rig.clock->now();
+  rig.engine->submit(r);
+  const bool done = step_until(*rig.engine, d, 10.0, [&] { return d.ended(r.id); });
+  EXPECT_TRUE(done) << "request " << r.id << " did not end within 10 s";
+  return d.tokens.count(r.id) ? d.tokens.at(r.id) : std::vector<int32_t>{};
+}
+
+TEST(GpuDeviceEngine, CancelAndShutdown) {
+  QLLM_REQUIRE_GPU();
+  Weights g(open_tiny("mixtral", 31));
+  const int V = g.vocab();
+  const EngineLimits lim = limits(sched::Policy::PriorityExpert);
+  DeviceRig rig(g.w, lim);
+  Engine& e = *rig.engine;
+  Driven d;
+
+  // The reference: an LS request alone (its passes, bit for bit, are those of
+  // any later run alone: same chunks, other blocks).
+  const Request ls = req(10, PriorityClass::LS, 9, 6, 0, true, V);
+  const std::vector<int32_t> want = run_alone(rig, d, ls);
+  ASSERT_EQ(want.size(), size_t(ls.max_tokens));
+
+  // A BE request with a long prompt (38 prefill passes), cancelled once a
+  // unit of layer 0 of one of its passes shows (most of that pass is ahead).
+  const uint64_t be_id = 1;
+  e.submit(req(be_id, PriorityClass::BE, 600, 20, rig.clock->now(), false, V));
+  ASSERT_TRUE(step_until(e, d, 10.0, [&] {
+    for (const auto& u : e.unit_log())
+      if (u.slot == kBeSlot && u.unit.layer == 0 && u.unit.kind != UnitKind::Head) return true;
+    return false;
+  })) << "no BE unit within 10 s";
+  const size_t passes_at_cancel = rig.rec->passes.size();
+  const size_t units_at_cancel = e.unit_log().size();
+  std::vector<TokenEvent> ev;
+  ASSERT_TRUE(e.cancel(be_id, ev));
+  d.take(ev);
+  ASSERT_TRUE(step_until(e, d, 10.0, [&] { return d.ended(be_id); })) << "the cancel did not end the request";
+  EXPECT_EQ(int(d.finish.at(be_id)), int(Finish::Cancelled));
+  EXPECT_EQ(d.tokens.count(be_id), 0u);
+  EXPECT_TRUE(e.idle());
+  EXPECT_EQ(e.blocks().num_free_blocks(), lim.kv_blocks);
+  e.blocks().check_invariants();
+  // The pass running at the cancel was the BE request's last: it ended
+  // Cancelled at a unit boundary, or Done when it finished before the
+  // cancellation reached the loop (best effort).
+  ASSERT_EQ(rig.rec->passes.size(), passes_at_cancel);
+  const RecordedPass& last = rig.rec->passes.back();
+  EXPECT_EQ(last.cls, PriorityClass::BE);
+  EXPECT_TRUE(last.result.status == PassStatus::Cancelled || last.result.status == PassStatus::Done)
+      << int(last.result.status);
+  if (last.result.status == PassStatus::Cancelled) {
+    const auto& log = e.unit_log();
+    for (size_t i = units_at_cancel; i < log.size(); ++i)
+      EXPECT_FALSE(log[i].slot == kBeSlot && log[i].unit.kind == UnitKind::Head)
+          << "the cancelled pass stopped before its head";
+  }
+  std::printf("the cancelled BE request's last pass ended %s\n",
+              last.result.status == PassStatus::Cancelled ? "Cancelled (stopped mid-pass)" : "Done");
+
+  // The loop serves the next request as before.
+  Request ls2 = ls;
+  ls2.id = 11;
+  EXPECT_EQ(run_alone(rig, d, ls2), want);
+  EXPECT_TRUE(e.idle());
+  EXPECT_EQ(e.blocks().num_free_blocks(), lim.kv_blocks);
+
+  // Shutdown mid-workload: both slots busy with long requests.
+  for (uint64_t id = 20; id < 24; ++id)
+    e.submit(req(id, id % 2 ? PriorityClass::LS : PriorityClass::BE, 40 + int(id), 30, rig.clock->now(), id % 3 == 0,
+                 V));
+  const size_t units0 = e.unit_log().size();
+  ASSERT_TRUE(step_until(e, d, 10.0, [&] { return e.unit_log().size() >= units0 + 20; })) << "no units within 10 s";
+  EXPECT_FALSE(e.idle());
+  const auto t0 = Steady::now();
+  ASSERT_TRUE(rig.dev->shutdown(5.0));
+  const double took = seconds_since(t0);
+  EXPECT_LT(took, 1.0);
+  EXPECT_FALSE(rig.dev->loop().running());
+  const sched::LoopState st = rig.dev->loop().state();
+  EXPECT_GE(st.end.shutdown_acked, 1u);
+  EXPECT_EQ(st.end.error, 0u);
+  EXPECT_TRUE(st.exited);
+  std::printf("shutdown mid-workload acknowledged in %.1f ms\n", took * 1e3);
+  // The engine is told plainly that the loop is gone.
+  ev.clear();
+  EXPECT_HAS(error_of([&] { e.step(ev); }), "shut down");
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(GpuDeviceEngine, ADeviceErrorBecomesAMessage) {
+  QLLM_REQUIRE_GPU();
+  Weights g(open_tiny("olmoe", 212));
+  const int V = g.vocab();
+  const EngineLimits lim = limits(sched::Policy::PriorityExpert);
+  DeviceRig rig(g.w, lim);
+  Engine& e = *rig.engine;
+  Driven d;
+  const Request a = req(1, PriorityClass::LS, 5, 4, 0, false, V);
+  const std::vector<int32_t> want = run_alone(rig, d, a);
+  ASSERT_EQ(want.size(), size_t(a.max_tokens));
+
+  // Every pass is checked on the host before it is staged (a token outside
+  // the vocabulary is refused there), so the bad id is written over row 1 of
+  // the next LS pass's staged metadata, as a corrupted step would be: the
+  // embedding sets the error word and the loop ends the pass at its next unit.
+  const int32_t bad = V + 17;
+  int corrupted = 0;
+  rig.dev->set_stage_hook([&](int slot, gpu::GpuHostBackend& h) {
+    if (slot != kLsSlot || corrupted > 0) return;
+    ++corrupted;
+    int32_t* d_tokens = h.model().slot(slot).ptr().tokens;
+    QLLM_CUDA_CHECK(cudaMemcpyAsync(d_tokens + 1, &bad, sizeof(bad), cudaMemcpyHostToDevice, h.stream(slot)));
+    QLLM_CUDA_CHECK(cudaStreamSynchronize(h.stream(slot)));
+  });
+  Request a2 = a;
+  a2.id = 2;
+  a2.arrival_s = rig.clock->now();
+  const Request b = req(3, PriorityClass::BE, 21, 6, a2.arrival_s, true, V);
+  e.submit(a2);
+  e.submit(b);
+  std::vector<std::string> errors;
+  std::vector<TokenEvent> ev;
+  const auto t0 = Steady::now();
+  while (!e.idle() && seconds_since(t0) < 20.0) {
+    ev.clear();
+    const std::string msg = error_or_empty([&] { e.step(ev); });
+    if (!msg.empty()) errors.push_back(msg);
+    d.take(ev);
+  }
+  EXPECT_TRUE(e.idle()) << "the requests did not end within 20 s";
+  EXPECT_EQ(corrupted, 1);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_HAS(errors[0], "device dispatcher, slot 0");
+  EXPECT_HAS(errors[0], "token id outside the vocabulary");
+  EXPECT_HAS(errors[0], "error word 1");
+  // Exactly one pass failed, the LS one, with the message; the loop still runs.
+  int failed = 0;
+  for (const auto& p : rig.rec->passes)
+    if (p.result.status == PassStatus::Failed) {
+      ++failed;
+      EXPECT_EQ(p.slot, kLsSlot);
+      EXPECT_HAS(p.result.error, "token id outside the vocabulary");
+      EXPECT_TRUE(p.result.tokens.empty());
+    }
+  EXPECT_EQ(failed, 1);
+  EXPECT_TRUE(rig.dev->loop().running()) << "one failed pass does not stop the loop";
+  // The failed pass's request ran again from where it was: the tokens of its run alone.
+  EXPECT_EQ(d.tokens.count(a2.id) ? d.tokens.at(a2.id) : std::vector<int32_t>{}, want);
+  EXPECT_EQ(d.tokens.count(b.id) ? d.tokens.at(b.id).size() : 0u, size_t(b.max_tokens));
+  EXPECT_EQ(int(d.finish.count(b.id) ? d.finish.at(b.id) : Finish::None), int(Finish::Length));
+  EXPECT_EQ(e.blocks().num_free_blocks(), lim.kv_blocks);
+  // And the slot that failed takes the next pass cleanly.
+  Request a3 = a;
+  a3.id = 4;
+  EXPECT_EQ(run_alone(rig, d, a3), want);
+}
+
+}  // namespace
