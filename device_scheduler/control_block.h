@@ -134,7 +134,9 @@ struct Cancels {
 
 struct alignas(64) LifeHost {  // host
   uint64_t shutdown_request;  // shutdown requests made (sequence; 0: none)
-  uint64_t doorbell;          // advanced after every publish, promotion, cancellation and shutdown request
+  uint64_t doorbell;          // advanced after every publish, promotion, cancellation, policy and shutdown request
+  uint64_t be_max_wait_ns;    // payload of the doorbell: the policy's BE promotion wait
+  uint32_t policy;            // payload of the doorbell: Policy + 1 (0: the loop keeps its configured one)
   uint32_t ls_pending;        // 1 while the host prepares an LS batch (a hint: stay awake)
 };
 struct alignas(64) LifeDev {  // device
@@ -380,6 +382,24 @@ QLLM_HD inline uint64_t device_read_doorbell(const DeviceEnd& d) {
 // Device. The news up to `bell` (a value device_read_doorbell returned) has
 // been polled.
 QLLM_HD inline void device_doorbell_taken(DeviceEnd& d, uint64_t bell) { d.doorbell_seen = bell; }
+
+// Host. The policy the loop applies from its next cycle on (passes running
+// included). Call it while no pass is in flight: the two payload words are
+// read together, after the doorbell.
+inline void host_set_policy(HostEnd& h, const PolicyParams& p) {
+  h.cb->life.host.be_max_wait_ns = p.be_max_wait_ns;
+  h.cb->life.host.policy = uint32_t(p.policy) + 1;
+  host_ring_doorbell(h);
+}
+
+// Device. After a doorbell acquire that showed news: the policy the host set,
+// if any (else *p is left as it is).
+QLLM_HD inline void device_read_policy(const DeviceEnd& d, PolicyParams* p) {
+  const uint32_t v = d.cb->life.host.policy;
+  if (v == 0 || v > 3) return;
+  p->policy = Policy(v - 1);
+  p->be_max_wait_ns = d.cb->life.host.be_max_wait_ns;
+}
 
 // Device. Refreshes the device's copy of the slot's publish sequence (one
 // acquire); device_poll_batch then takes a batch without reading it again.

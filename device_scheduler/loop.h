@@ -20,9 +20,9 @@
 //      from what the router wrote) and the cursor steps past it (policy.h
 //      advance); after the head, the pass moves to "flushing";
 //   2. the host's doorbell (control_block.h), one read of host memory: only
-//      when it moved are the shutdown request, the slots' publish sequences,
-//      promotions and cancellations read; a shutdown request stops the
-//      taking of batches;
+//      when it moved are the shutdown request, the policy, the slots'
+//      publish sequences, promotions and cancellations read; a shutdown
+//      request stops the taking of batches;
 //   3. free slots take the next batch the host published (device_poll_batch;
 //      a PassStart record says when); a promoted BE pass counts as LS;
 //   4. cancellations from the host: a running pass they name ends at this
@@ -278,8 +278,10 @@ QLLM_HD inline LoopAction loop_cycle(LoopState& L, Exec& x) {
   const uint64_t bell = device_read_doorbell(L.end);
   const bool news = bell != L.end.doorbell_seen;
   const bool shutdown = L.end.shutdown_seen > L.end.shutdown_acked || (news && device_shutdown_requested(L.end));
-  if (news)  // every slot's publish sequence, so a batch for a slot that is busy now is known when it frees
+  if (news) {  // the policy, and every slot's publish sequence (a batch for a busy slot is known when it frees)
+    device_read_policy(L.end, &L.cfg.policy);
     for (int s = 0; s < n; ++s) device_refresh_published(L.end, s);
+  }
   // 3. new batches for free slots
   for (int s = 0; s < n && !shutdown; ++s) {
     if (!slot_free(L, s) || !device_batch_known(L.end, s)) continue;

@@ -35,6 +35,7 @@ class PassRecorder final : public PassBackend {
  public:
   explicit PassRecorder(PassBackend& inner) : inner_(inner) {}
   const ModelDesc& desc() const override { return inner_.desc(); }
+  void attach(const sched::PolicyParams& policy, const Clock& clock) override { inner_.attach(policy, clock); }
   void publish(int slot, uint64_t pass_id, PriorityClass cls, std::span<const cpu::SeqChunk> chunks,
                std::span<const SampleSpec> sampling) override {
     RecordedPass p;

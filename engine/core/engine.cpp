@@ -44,6 +44,12 @@ Engine::Engine(Backend& backend, const EngineLimits& limits, Clock& clock)
     slots_.back()->cls = i < lim_.ls_slots ? PriorityClass::LS : PriorityClass::BE;
   }
   slot_pass_.assign(size_t(table_.n_slots), 0);
+  if (passes_) {
+    sched::PolicyParams p;
+    p.policy = lim_.policy;
+    p.be_max_wait_ns = uint64_t(std::max(0.0, lim_.be_max_wait_s) * 1e9);
+    passes_->attach(p, clock_);
+  }
 }
 
 Engine::~Engine() = default;

@@ -46,6 +46,13 @@ void LoopBackend::throw_if_failed() {
   throw Error(failure_);
 }
 
+void LoopBackend::attach(const sched::PolicyParams& policy, const Clock&) {
+  throw_if_failed();
+  QLLM_CHECK_MSG(in_flight() == 0, "device dispatcher: a new engine while {} passes are in flight", in_flight());
+  sched::host_set_policy(host_, policy);
+  have_offset_ = false;  // the next drain maps onto the new engine's clock
+}
+
 void LoopBackend::publish(int slot, uint64_t pass_id, PriorityClass cls, std::span<const cpu::SeqChunk> chunks,
                           std::span<const SampleSpec> sampling) {
   throw_if_failed();

@@ -20,7 +20,8 @@
 // on the CPU (tests: the loop in a host thread over the reference model).
 //
 // Times: the loop stamps records with its clock (globaltimer on the GPU).
-// The first records drained fix the offset to the engine's clock: each was
+// The first records drained after attach() (each engine attaches its own
+// clock) fix the offset to the engine's clock: each was
 // written before it was read, so (time read - time written) bounds the
 // offset from above, and the smallest of them is taken, once, so that
 // mapped times keep the device's order. The error is the delay between the
@@ -61,6 +62,7 @@ class LoopBackend : public PassBackend {
   LoopBackend(const ModelDesc& d, sched::ControlBlock* cb, Device& dev);
 
   const ModelDesc& desc() const override { return desc_; }
+  void attach(const sched::PolicyParams& policy, const Clock& clock) override;
   void publish(int slot, uint64_t pass_id, PriorityClass cls, std::span<const cpu::SeqChunk> chunks,
                std::span<const SampleSpec> sampling) override;
   void cancel(uint64_t pass_id) override;
@@ -76,10 +78,6 @@ class LoopBackend : public PassBackend {
   uint64_t dropped_timings() const { return sched::host_dropped_timings(*cb_); }
   // Passes published and not yet reported.
   size_t in_flight() const;
-  // Forgets the device-to-clock offset, so that the next drain fixes it on the
-  // clock it is given (the offset belongs to the clock of the first drain:
-  // call this when a later caller collects on another clock).
-  void reset_clock_offset() { have_offset_ = false; }
 
  private:
   // Drains the ring; returns how many PassDone records it turned into results.

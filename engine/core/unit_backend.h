@@ -97,6 +97,11 @@ class PassBackend : public Backend {
  public:
   PassBackend* as_pass_backend() final { return this; }
 
+  // Called by each engine that starts over the backend, while no pass is in
+  // flight: the policy the backend's scheduler applies from now on, and the
+  // clock later collect() calls map unit times onto.
+  virtual void attach(const sched::PolicyParams& policy, const Clock& clock) = 0;
+
   // Hands a pass to `slot`, which has no pass (the last one's result was
   // collected). `pass_id` is nonzero and unique. `sampling` as in
   // UnitBackend::begin. Throws qllm::Error for a pass the backend cannot

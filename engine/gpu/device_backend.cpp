@@ -139,7 +139,6 @@ GpuDeviceBackend::GpuDeviceBackend(const DeviceWeights& w, const HostBackendConf
                r.tokens.empty() ? -1 : r.tokens[0], p.host_tokens.empty() ? -1 : p.host_tokens[0]);
         rows += int(p.tokens.size());
       }
-      pass_->reset_clock_offset();  // the engine's clock is not the self-test's
       self_test_ = fmt::format("self-test: a prefill pass and a decode pass ({} rows) launched from the device "
                                "loop match the host launch (max relative logit difference {:.2g}, tolerance {:.2g})",
                                rows, worst, opt.self_test_tolerance);

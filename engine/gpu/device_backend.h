@@ -66,6 +66,7 @@ class GpuDeviceBackend : public PassBackend, private LoopBackend::Device {
   GpuDeviceBackend& operator=(const GpuDeviceBackend&) = delete;
 
   const ModelDesc& desc() const override { return host_->desc(); }
+  void attach(const sched::PolicyParams& policy, const Clock& clock) override { pass_->attach(policy, clock); }
   void publish(int slot, uint64_t pass_id, PriorityClass cls, std::span<const cpu::SeqChunk> chunks,
                std::span<const SampleSpec> sampling) override;
   void cancel(uint64_t pass_id) override;

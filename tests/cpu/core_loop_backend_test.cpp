@@ -213,6 +213,40 @@ TEST(LoopBackend, FcfsIterationFinishesTheBePassFirst) {
   EXPECT_GT(b.ls_wait_s, 0.004) << "the LS batch waits for the rest of the BE pass";
 }
 
+// One backend serves one engine after another, each with its own policy:
+// the policy lives in the loop, and each engine sets its own.
+TEST(LoopBackend, EachEngineSetsTheLoopsPolicy) {
+  const auto& f = tiny("mixtral");
+  EngineLimits lim;
+  test::SimDeviceOptions opt;
+  opt.unit_pause = std::chrono::milliseconds(1);
+  lim.policy = sched::Policy::PriorityExpert;  // what the loop starts with
+  test::SimDevice dev(f.model, lim, opt);
+  LoopBackend backend(f.model.desc(), dev.control_block(), dev);
+  std::vector<int32_t> prompt(24);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t(i * 13 % 500);
+  for (const auto p : {sched::Policy::FcfsIteration, sched::Policy::PriorityExpert, sched::Policy::FcfsIteration}) {
+    lim.policy = p;
+    RealTimeClock clock;
+    Engine e(backend, lim, clock);
+    e.submit(req(1, PriorityClass::BE, prompt, 1, 0.0));
+    std::vector<TokenEvent> ev;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (e.unit_log().size() < 2 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10)) e.step(ev);
+    e.submit(req(2, PriorityClass::LS, {5, 6, 7}, 1, clock.now()));
+    while (!e.idle() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20)) e.step(ev);
+    ASSERT_TRUE(e.idle());
+    if (p == sched::Policy::FcfsIteration) {
+      EXPECT_EQ(e.num_preemptions(), 0);
+    } else {
+      EXPECT_GT(e.num_preemptions(), 0);
+    }
+    // Unit times are on this engine's clock (which started at 0 just now).
+    EXPECT_GE(e.unit_log().front().start_s, -1e-3);
+    EXPECT_LT(e.unit_log().back().end_s, clock.now() + 1e-3);
+  }
+}
+
 TEST(LoopBackend, CancelStopsThePassBetweenUnits) {
   const auto& f = tiny("mixtral");
   const EngineLimits lim = small_limits(sched::Policy::PriorityExpert);
