@@ -71,12 +71,12 @@
 #include "engine/gpu/host_backend.h"
 #include "engine/gpu/memory_plan.h"
 #include "engine/model/checkpoint.h"
-#include "engine/model/make_model.h"
 #include "graphs/graph_table.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
 #include "profiling/bench_device.h"
 #include "profiling/bench_passes.h"
+#include "profiling/bench_setup.h"
 
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
@@ -88,10 +88,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
 #include <memory>
-#include <numeric>
 #include <optional>
 #include <string>
 #include <utility>
@@ -108,9 +106,11 @@ using bench::decode_pass;
 using bench::launch;
 using bench::PassInput;
 using bench::Routing;
+using bench::Stats;
+using bench::stats_of;
+using bench::to_json;
 
 constexpr double kGoal = 0.70;                     // decode bandwidth at batch 1 / copy ceiling
-constexpr uint64_t kGraphAllowance = 64u << 10;    // device bytes set aside per unit graph
 constexpr size_t kCopyBytes = size_t(1) << 30;     // the copy ceiling's size (as qllm_bench_copy's largest)
 
 struct Options {
@@ -203,14 +203,8 @@ Options parse(int argc, char** argv) {
     }
   }
   if (o.model.empty() == o.checkpoint.empty()) usage("give one of --model and --checkpoint");
-  if (!o.model.empty()) {
-    const auto presets = model_presets();
-    if (std::find(presets.begin(), presets.end(), o.model) == presets.end()) {
-      std::string names;
-      for (const auto& p : presets) names += (names.empty() ? "" : ", ") + p;
-      usage(fmt::format("unknown --model '{}' (one of {})", o.model, names));
-    }
-  }
+  if (!o.model.empty())
+    if (const std::string why = bench::unknown_preset(o.model); !why.empty()) usage(why);
   const int most_batch = *std::max_element(o.batches.begin(), o.batches.end());
   if (o.decode && most_batch > o.max_tokens)
     usage(fmt::format("batch {} is more than --max-tokens {}", most_batch, o.max_tokens));
@@ -224,29 +218,6 @@ Options parse(int argc, char** argv) {
 }
 
 // ---- statistics and timing ----------------------------------------------------
-
-struct Stats {
-  int n = 0;
-  double median = 0, p90 = 0, min = 0, max = 0, mean = 0;
-};
-
-Stats stats_of(std::vector<double> v) {
-  Stats s;
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  s.n = int(v.size());
-  const size_t h = v.size() / 2;
-  s.median = v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
-  s.p90 = v[size_t(std::ceil(0.9 * double(v.size()))) - 1];  // nearest rank
-  s.min = v.front();
-  s.max = v.back();
-  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
-  return s;
-}
-
-json to_json(const Stats& s) {
-  return {{"n", s.n}, {"median", s.median}, {"p90", s.p90}, {"min", s.min}, {"max", s.max}, {"mean", s.mean}};
-}
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
@@ -325,36 +296,6 @@ LaunchCost launch_cost(const std::string& name, cudaGraphExec_t g, cudaStream_t 
 
 // ---- the run ---------------------------------------------------------------------
 
-std::string commit_of(const Options& o) {
-  if (!o.commit.empty()) return o.commit;
-  if (const char* e = std::getenv("QLLM_COMMIT"); e != nullptr && *e != '\0') return e;
-  std::string out;
-  if (FILE* f = popen("git rev-parse --short HEAD 2>/dev/null", "r")) {
-    char buf[64] = {};
-    if (std::fgets(buf, sizeof(buf), f) != nullptr) out = buf;
-    pclose(f);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out.empty() ? "unknown" : out;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-json shape_json(const ModelDesc& d, int layers_total) {
-  return {{"architecture", d.architecture},   {"hidden", d.hidden},         {"layers", d.layers},
-          {"layers_total", layers_total},     {"heads", d.heads},           {"kv_heads", d.kv_heads},
-          {"head_dim", d.head_dim},           {"vocab", d.vocab},           {"experts", d.num_experts},
-          {"top_k", d.top_k},                 {"expert_ffn", d.expert_ffn}, {"dense_ffn", d.dense_ffn},
-          {"moe_layers", d.num_moe_layers()}, {"qk_norm", std::string(qk_norm_name(d.qk_norm))}};
-}
-
 int run(const Options& o, int argc, char** argv) {
   const auto report = cuda::query_devices();
   if (report.devices.empty()) {
@@ -364,8 +305,6 @@ int run(const Options& o, int argc, char** argv) {
   Progress::set_enabled(false);
   const auto& dev = report.devices[0];
   QLLM_CUDA_CHECK(cudaSetDevice(dev.index));
-  int l2_bytes = 0;
-  QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev.index));
   cudaStream_t side = nullptr;
   QLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
 
@@ -379,18 +318,10 @@ int run(const Options& o, int argc, char** argv) {
     if (!f) fail("cannot write {}", o.json_path);
   };
   out["benchmark"] = "model";
-  out["commit"] = commit_of(o);
-  out["date"] = utc_now();
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) cmd += (i ? " " : "") + std::string(argv[i]);
-  out["command"] = cmd;
-  out["device"] = {{"name", dev.name},
-                   {"compute_capability", fmt::format("{}.{}", dev.cc_major, dev.cc_minor)},
-                   {"sm_count", dev.sm_count},
-                   {"l2_bytes", l2_bytes},
-                   {"memory_bytes", dev.total_mem},
-                   {"runtime_version", report.runtime_version},
-                   {"driver_version", report.driver_version}};
+  out["commit"] = bench::commit_of(o.commit);
+  out["date"] = bench::utc_now();
+  out["command"] = bench::command_line(argc, argv);
+  out["device"] = bench::device_json(report, dev);
 
   // The ceilings first, while the memory is free.
   bench::CopyCeiling ceiling;
@@ -418,11 +349,7 @@ int run(const Options& o, int argc, char** argv) {
     if (dir.filename().empty()) dir = dir.parent_path();  // "DIR/"
     name = dir.filename().string();
   } else {
-    MakeModelOptions mo;
-    mo.preset = o.model;
-    mo.dry_run = true;
-    mo.progress = false;
-    full = plan_model(mo).desc;
+    full = bench::preset_desc(o.model);
   }
   const int most_batch = o.decode ? *std::max_element(o.batches.begin(), o.batches.end()) : 1;
   const int longest = o.prefill ? *std::max_element(o.prompts.begin(), o.prompts.end()) : 1;
@@ -436,25 +363,11 @@ int run(const Options& o, int argc, char** argv) {
   hc.kv_blocks = std::max<int64_t>(int64_t(most_batch) * ceil_div(o.context + 1, o.block_size),
                                    ceil_div(longest, o.block_size));
   const gpu::MemoryParams mp{.slots = 1, .slot = hc.model_config().slot, .kv_blocks = hc.kv_blocks};
-  const gpu::DeviceMemoryPlan plan = gpu::plan_device_memory(full, mp);
-  size_t free_b = 0, total_b = 0;
-  QLLM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   const int64_t graphs_all = gpu::count_unit_graphs(full, 1, hc.max_tokens, hc.max_seqs).total();
-  const uint64_t reserve = uint64_t(o.reserve_gib * double(uint64_t(1) << 30)) + uint64_t(graphs_all) * kGraphAllowance;
-  const uint64_t budget = free_b > reserve ? free_b - reserve : 0;
-  int layers = 0;
-  if (o.layers > 0) {
-    layers = std::min(o.layers, full.layers);
-    if (plan.layers_that_fit(free_b) < layers)
-      fail("{}: {} layers do not fit: {}", name, layers, plan.fit_error(name, gpu::keep_layers(full, layers), free_b));
-    if (plan.layers_that_fit(budget) < layers)
-      std::fprintf(stderr, "qllm_bench_model: warning: %d layers leave less than %s for graphs and libraries\n",
-                   layers, gpu::format_gb(reserve).c_str());
-  } else {
-    layers = plan.layers_that_fit(budget);
-    if (layers < 1) fail("{}: not even one layer fits in {} free less {} set aside: {}", name,
-                         gpu::format_gb(free_b), gpu::format_gb(reserve), plan.fit_error(name, full, budget));
-  }
+  const bench::LayerChoice fit =
+      bench::choose_layers("qllm_bench_model", name, full, mp, graphs_all, o.layers, o.reserve_gib);
+  const int layers = fit.layers;
+  const uint64_t free_b = fit.free_bytes, total_b = fit.total_bytes, reserve = fit.set_aside;
   const gpu::DeviceMemoryPlan used = gpu::plan_device_memory(gpu::keep_layers(full, layers), mp);
 
   auto t0 = Clock::now();
@@ -480,7 +393,7 @@ int run(const Options& o, int argc, char** argv) {
   out["model"] = {{"name", name},
                   {"weights", ck ? "checkpoint " + o.checkpoint : fmt::format("synthetic, seed {}", o.seed)},
                   {"dtype", "bf16"},
-                  {"shape", shape_json(d, full.layers)}};
+                  {"shape", bench::shape_json(d, full.layers)}};
   out["setup"] = {{"slots", 1},
                   {"max_tokens", hc.max_tokens},
                   {"max_seqs", hc.max_seqs},

@@ -1,0 +1,1115 @@
+// qllm_bench_dispatch: the host dispatcher against the device dispatcher at a
+// real model shape with synthetic weights: what dispatching one work unit
+// costs, and how long a latency-sensitive pass waits for the GPU while
+// best-effort prefill keeps it busy, under each policy.
+//
+//   qllm_bench_dispatch --model mixtral-8x7b|olmoe-1b-7b [--layers N] [--json FILE] [--commit REV]
+//     [--batches 1,8] [--context 512] [--reps 50] [--warmup 5] [--tiny-reps 200]
+//     [--samples 200] [--delay-ms 0.2,2] [--be-prompt 512] [--ls-batch 1]
+//     [--policies fcfs-iteration,priority-layer,priority-expert] [--max-tokens 512]
+//     [--reserve-gib 2] [--seed 0] [--skip overhead,tiny,preemption]
+//
+// Setup. The shape is make-model's preset, the weights are made on the GPU
+// (DeviceWeights::synthetic, bf16), and without --layers as many layers are
+// kept as fit (bench_setup.h; the same rule as qllm_bench_model). Two slots,
+// as the engine has by default: slot 0 takes LS passes, slot 1 BE passes;
+// --max-tokens rows and max(--batches, --ls-batch) sequences per step, KV
+// blocks of 16 tokens (decode sequences and the BE prompt in separate
+// blocks). The backends are built one after the other over the same weights:
+// first the host dispatcher's (GpuHostBackend), then the device dispatcher's
+// (GpuDeviceBackend, its start-up self-test included), which each
+// measurement attaches to with its policy and clock, as each engine does.
+// Neither runs an Engine: the passes are driven straight through the
+// backends, the host dispatcher's as Engine::step_units drives it (before
+// every unit the policy, pick_slot, chooses the slot; the slot runs its
+// cursor's unit; sched::advance steps it), the device dispatcher's by
+// publish and collect.
+//
+// 1. Dispatch cost (per unit). The decode pass of B sequences (--batches),
+//    one token each at position --context, in slot 0 with nothing else
+//    running: --warmup untimed, then --reps passes each timed alone. Wall
+//    time is the host clock from the start of the pass (host: begin; device:
+//    publish, which stages the metadata) until its tokens are on the host
+//    (host: the head unit's readback; device: collect returned the pass).
+//    Units = attn + expert + head units of the pass (the begin/embedding
+//    unit is not counted). Besides the two dispatchers:
+//      replay   the same graphs launched back to back from the host with the
+//               pass's expert lists (bench_passes.h): no decision, no round
+//               trip; what the GPU work alone costs
+//      span     device dispatcher, device clock: from when the loop took the
+//               pass (PassStart) to the end of its head unit
+//    us/unit = median wall / units; (dispatcher - replay) / units is the
+//    dispatch cost per unit. The goal: the device dispatcher is not slower
+//    than the host dispatcher (median wall per pass, at every batch);
+//    printed with whether it was met, never asserted. The same is measured
+//    on make-model's tiny preset of the same architecture (2 layers, hidden
+//    64: units of a few microseconds of GPU work), where the wall time per
+//    unit is almost all dispatch (--tiny-reps passes; --skip tiny leaves it
+//    out).
+//
+// 2. Preemption latency, per policy (--policies). Slot 1 runs BE prefill
+//    passes back to back (one chunk of --be-prompt rows each, republished as
+//    soon as the previous one is reported); slot 0 gets an LS decode pass
+//    (--ls-batch sequences at position --context) a random --delay-ms after
+//    the previous LS pass ended, --samples times (after --warmup untimed
+//    ones). Per sample:
+//      host     arrival (the moment drawn) -> the host thread launches the
+//               LS pass's first attn unit (host clock). The host thread is
+//               blocked in the BE pass's attn units (each reads the expert
+//               counts back), so an arrival is noticed between units; the
+//               noticing delay is reported too. A launch is not a start: the
+//               GPU may start the unit later (host clock only; no GPU time
+//               stamps on this path).
+//      device   publish -> the LS pass's first attn unit starts on the GPU:
+//               a host time stamp right before publish() against the unit's
+//               UnitRecord (device globaltimer mapped to the host clock), and
+//               PassStart -> first attn unit (PassResult.taken_s; device
+//               clock only, no mapping error). Both include the begin
+//               (embedding) unit, which has no UnitRecord.
+//    The mapping: LoopBackend fixes one offset at its first drain after
+//    attach(); the program maps again, per sample, which also follows any
+//    drift between the GPU's clock and the host's: for every collect() it
+//    takes (latest record end - host time after the drain); the maximum over
+//    the calls made while the sample's LS pass ran bounds the offset (a
+//    record is read after it is written), and mapped times are then late by
+//    at most the age of the freshest record at its drain (microseconds:
+//    latencies are over-, never under-estimated). The spread of those
+//    offsets over the run is reported.
+//    p50 / p99 per policy and dispatcher, with how many samples found a BE
+//    pass running; BE passes per second show what LS work cost BE, and the
+//    BE passes an LS unit ran in the middle of show the policy at work (none
+//    under fcfs-iteration).
+//
+// Prints tables; --json FILE writes every figure and every sample with the
+// GPU, the shape, dtype, layer count and commit (--commit, else
+// $QLLM_COMMIT, else `git rev-parse --short HEAD`), rewritten after each part
+// ("complete": false until the end). Exits with code 2 and a message when
+// there is no CUDA device; 1 on a bad argument, a model that does not fit, or
+// a backend that fails (the device dispatcher's self-test included).
+#include "engine/common/error.h"
+#include "engine/common/progress.h"
+#include "engine/core/clock.h"
+#include "engine/gpu/device_backend.h"
+#include "engine/gpu/device_weights.h"
+#include "engine/gpu/host_backend.h"
+#include "engine/gpu/memory_plan.h"
+#include "kernels/cuda_check.h"
+#include "kernels/device_info.h"
+#include "profiling/bench_passes.h"
+#include "profiling/bench_setup.h"
+
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace qllm {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+using json = nlohmann::ordered_json;
+using bench::ceil_div;
+using bench::PassInput;
+using bench::Routing;
+using bench::Stats;
+using bench::stats_of;
+using bench::to_json;
+
+constexpr int kLs = 0, kBe = 1, kSlots = 2;  // the slots
+constexpr double kPassTimeout = 30.0;    // seconds a pass may take before the program gives up
+constexpr uint64_t kFirstPassId = 1u << 20;  // above the self-test's ids
+
+struct Options {
+  std::string model, json_path, commit;
+  int layers = 0;
+  std::vector<int> batches = {1, 8};
+  int context = 512;
+  int reps = 50, warmup = 5, tiny_reps = 200;
+  int samples = 200;
+  double delay_lo_ms = 0.2, delay_hi_ms = 2.0;
+  int be_prompt = 512, ls_batch = 1;
+  std::vector<std::string> policies = {"fcfs-iteration", "priority-layer", "priority-expert"};
+  int max_tokens = 512, max_seq_len = 4096, block_size = 16;
+  double reserve_gib = 2.0;
+  uint64_t seed = 0;
+  bool overhead = true, tiny = true, preemption = true;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "qllm_bench_dispatch: %s\n"
+               "usage: qllm_bench_dispatch --model mixtral-8x7b|olmoe-1b-7b [--layers N] [--json FILE] [--commit REV]\n"
+               "         [--batches 1,8] [--context 512] [--reps 50] [--warmup 5] [--tiny-reps 200]\n"
+               "         [--samples 200] [--delay-ms 0.2,2] [--be-prompt 512] [--ls-batch 1]\n"
+               "         [--policies fcfs-iteration,priority-layer,priority-expert] [--max-tokens 512]\n"
+               "         [--reserve-gib 2] [--seed 0] [--skip overhead,tiny,preemption]\n",
+               why.c_str());
+  std::exit(1);
+}
+
+int parse_int(const std::string& flag, const std::string& v, int lo) {
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || n < lo || n > INT_MAX) usage(fmt::format("bad value '{}' for {}", v, flag));
+  return int(n);
+}
+
+double parse_double(const std::string& flag, const std::string& v, double lo) {
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || !(x >= lo)) usage(fmt::format("bad value '{}' for {}", v, flag));
+  return x;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    const size_t comma = std::min(s.find(',', pos), s.size());
+    out.push_back(s.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+std::optional<sched::Policy> policy_of(const std::string& name) {
+  if (name == "fcfs-iteration") return sched::Policy::FcfsIteration;
+  if (name == "priority-layer") return sched::Policy::PriorityLayer;
+  if (name == "priority-expert") return sched::Policy::PriorityExpert;
+  return std::nullopt;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage("missing value for " + a);
+      return argv[++i];
+    };
+    if (a == "--model") o.model = value();
+    else if (a == "--json") o.json_path = value();
+    else if (a == "--commit") o.commit = value();
+    else if (a == "--layers") o.layers = parse_int(a, value(), 1);
+    else if (a == "--batches") {
+      o.batches.clear();
+      for (const auto& s : split(value())) o.batches.push_back(parse_int(a, s, 1));
+    } else if (a == "--context") o.context = parse_int(a, value(), 1);
+    else if (a == "--reps") o.reps = parse_int(a, value(), 1);
+    else if (a == "--warmup") o.warmup = parse_int(a, value(), 0);
+    else if (a == "--tiny-reps") o.tiny_reps = parse_int(a, value(), 1);
+    else if (a == "--samples") o.samples = parse_int(a, value(), 1);
+    else if (a == "--delay-ms") {
+      const auto v = split(value());
+      if (v.size() != 2) usage("--delay-ms takes LO,HI (milliseconds)");
+      o.delay_lo_ms = parse_double(a, v[0], 0);
+      o.delay_hi_ms = parse_double(a, v[1], o.delay_lo_ms);
+    } else if (a == "--be-prompt") o.be_prompt = parse_int(a, value(), 1);
+    else if (a == "--ls-batch") o.ls_batch = parse_int(a, value(), 1);
+    else if (a == "--policies") {
+      o.policies = split(value());
+      for (const auto& p : o.policies)
+        if (!policy_of(p))
+          usage(fmt::format("unknown policy '{}' (fcfs-iteration, priority-layer, priority-expert)", p));
+    } else if (a == "--max-tokens") o.max_tokens = parse_int(a, value(), 1);
+    else if (a == "--reserve-gib") o.reserve_gib = parse_double(a, value(), 0);
+    else if (a == "--seed") o.seed = uint64_t(parse_int(a, value(), 0));
+    else if (a == "--skip") {
+      for (const auto& part : split(value())) {
+        if (part == "overhead") o.overhead = false;
+        else if (part == "tiny") o.tiny = false;
+        else if (part == "preemption") o.preemption = false;
+        else usage(fmt::format("unknown part '{}' for --skip (overhead, tiny, preemption)", part));
+      }
+    } else if (a == "-h" || a == "--help") {
+      usage("the host dispatcher against the device dispatcher: dispatch cost per unit, preemption latency");
+    } else {
+      usage("unknown argument " + a);
+    }
+  }
+  if (o.model.empty()) usage("--model is required");
+  if (const std::string why = bench::unknown_preset(o.model); !why.empty()) usage(why);
+  if (o.model == "tiny") usage("--model takes a real shape; the tiny preset is measured beside it");
+  const int most = std::max(*std::max_element(o.batches.begin(), o.batches.end()), o.ls_batch);
+  if (most > o.max_tokens) usage(fmt::format("batch {} is more than --max-tokens {}", most, o.max_tokens));
+  if (o.preemption && o.be_prompt > o.max_tokens)
+    usage(fmt::format("--be-prompt {} is more than --max-tokens {} (the BE pass is one chunk)", o.be_prompt,
+                      o.max_tokens));
+  return o;
+}
+
+// make-model's architecture name of a preset, for its tiny sibling.
+std::string arch_of(const std::string& preset) {
+  if (preset.rfind("mixtral", 0) == 0) return "mixtral";
+  if (preset.rfind("olmoe", 0) == 0) return "olmoe";
+  if (preset.rfind("qwen3", 0) == 0) return "qwen3_moe";
+  return {};
+}
+
+double ms_between(Steady::time_point a, Steady::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Throws when a kernel flagged bad per-step data in either slot.
+void check_slots(gpu::GpuHostBackend& b, const char* what) {
+  for (int s = 0; s < b.config().slots; ++s) {
+    const int32_t word = b.model().slot(s).error(b.stream(s));
+    if (word == 0) continue;
+    b.model().slot(s).clear_error(b.stream(s));
+    fail("{} (slot {}): {}", what, s, gpu::error_word_meaning(word));
+  }
+}
+
+// The pass's KV blocks moved up by `first` (the spans keep pointing into p.tables).
+void offset_blocks(PassInput& p, int first) {
+  for (auto& t : p.tables)
+    for (auto& b : t) b += first;
+}
+
+// ---- the host dispatcher ---------------------------------------------------------
+
+// One pass through the host dispatcher alone in its slot, as Engine::step_units
+// drives it. Returns the units run (attn, expert, head).
+int host_engine_pass(UnitBackend& b, int slot, const PassInput& p) {
+  b.begin(slot, p.chunks, p.sampling);
+  sched::SlotTable t;
+  t.n_slots = kSlots;
+  sched::publish(t.slot[slot], PriorityClass::LS, 0);
+  const sched::PolicyParams params{};
+  const int layers = b.desc().layers;
+  int units = 0;
+  while (t.slot[slot].active) {
+    const int pick = sched::pick_slot(t, 0, params);
+    const int n = b.run(pick, t.slot[pick].cursor);
+    sched::advance(t.slot[pick], layers, n);
+    t.last = pick;
+    ++units;
+  }
+  (void)b.sampled(slot);
+  return units;
+}
+
+struct Timing {
+  std::vector<double> wall_ms;
+  std::vector<double> span_ms;  // device: PassStart -> end of the head unit (device clock)
+  int units = 0;
+  bool units_vary = false;
+};
+
+Timing time_host(gpu::GpuHostBackend& b, const PassInput& p, int warmup, int reps) {
+  Timing t;
+  for (int i = 0; i < warmup; ++i) host_engine_pass(b, kLs, p);
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Steady::now();
+    const int units = host_engine_pass(b, kLs, p);
+    t.wall_ms.push_back(ms_between(t0, Steady::now()));
+    if (t.units != 0 && units != t.units) t.units_vary = true;
+    t.units = units;
+  }
+  check_slots(b, "host dispatcher, decode pass");
+  return t;
+}
+
+Timing time_replay(gpu::GpuHostBackend& b, const PassInput& p, const Routing& r, int warmup, int reps) {
+  Timing t;
+  cudaStream_t s = b.stream(kLs);
+  for (int i = 0; i < warmup; ++i) bench::replay_pass(b, p, r);
+  QLLM_CUDA_CHECK(cudaStreamSynchronize(s));
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Steady::now();
+    bench::replay_pass(b, p, r);
+    QLLM_CUDA_CHECK(cudaStreamSynchronize(s));
+    t.wall_ms.push_back(ms_between(t0, Steady::now()));
+  }
+  check_slots(b, "replay, decode pass");
+  return t;
+}
+
+int units_of(const ModelDesc& d, const Routing& r, const PassInput& p) {
+  int units = d.layers + (p.sampling.empty() ? 0 : 1);
+  for (const auto& l : r) units += int(l.size());
+  return units;
+}
+
+// ---- the device dispatcher -------------------------------------------------------
+
+// Collects until pass `id` is reported; its units (slot `slot`) go to `mine`.
+PassResult wait_pass(PassBackend& b, const Clock& clock, uint64_t id, int slot, std::vector<UnitRecord>& mine) {
+  std::vector<PassResult> done;
+  std::vector<UnitRecord> units;
+  const auto t0 = Steady::now();
+  for (;;) {
+    done.clear();
+    units.clear();
+    b.collect(done, units, 1e-3, clock);
+    for (const auto& u : units)
+      if (u.slot == slot) mine.push_back(u);
+    for (auto& r : done) {
+      if (r.pass_id != id) fail("device dispatcher: pass {} reported while waiting for pass {}", r.pass_id, id);
+      if (r.status != PassStatus::Done)
+        fail("device dispatcher: pass {} ended without tokens{}", id, r.error.empty() ? "" : ": " + r.error);
+      return std::move(r);
+    }
+    if (std::chrono::duration<double>(Steady::now() - t0).count() > kPassTimeout)
+      fail("device dispatcher: pass {} did not finish within {} s", id, kPassTimeout);
+  }
+}
+
+Timing time_device(PassBackend& b, const PassInput& p, int warmup, int reps, uint64_t& next_id) {
+  Timing t;
+  WallClock clock;
+  b.attach(sched::PolicyParams{}, clock);  // one slot: the policy does not matter
+  std::vector<UnitRecord> mine;
+  for (int i = 0; i < warmup + reps; ++i) {
+    mine.clear();
+    const uint64_t id = next_id++;
+    const auto t0 = Steady::now();
+    b.publish(kLs, id, PriorityClass::LS, p.chunks, p.sampling);
+    const PassResult r = wait_pass(b, clock, id, kLs, mine);
+    const auto t1 = Steady::now();
+    if (i < warmup) continue;
+    t.wall_ms.push_back(ms_between(t0, t1));
+    if (!mine.empty() && r.taken_s >= 0) t.span_ms.push_back((mine.back().end_s - r.taken_s) * 1e3);
+    const int units = int(mine.size());
+    if (t.units != 0 && units != t.units) t.units_vary = true;
+    t.units = std::max(t.units, units);
+  }
+  return t;
+}
+
+// ---- preemption latency ------------------------------------------------------------
+
+struct Sample {
+  double arrival_s = 0;     // the moment drawn
+  double noticed_s = 0;     // host: the driver saw the arrival between units; device: right before publish
+  double first_s = -1;      // host: the first attn unit's launch; device: its start (mapped, then re-mapped)
+  double taken_s = -1;      // device: PassStart (mapped, then re-mapped)
+  double offset_s = 0;      // device: the re-mapping subtracted
+  bool be_running = false;  // a BE pass had started and not finished when the LS pass arrived
+};
+
+struct PreemptionRun {
+  std::vector<Sample> samples;
+  int64_t be_passes = 0;    // BE passes finished while sampling
+  double seconds = 0;       // sampling time
+  std::vector<double> be_pass_ms;  // host: begin -> head; device: PassStart -> head end (device clock)
+  int missing_first = 0;    // device: the LS pass's first UnitRecord was dropped
+  int64_t be_preempted = 0; // BE passes that an LS unit ran in the middle of (none under fcfs-iteration)
+  double offset_spread_s = 0;
+};
+
+class Delays {
+ public:
+  Delays(const Options& o, uint64_t seed) : rng_(seed), d_(o.delay_lo_ms * 1e-3, o.delay_hi_ms * 1e-3) {}
+  double next() { return d_(rng_); }
+
+ private:
+  std::mt19937_64 rng_;
+  std::uniform_real_distribution<double> d_;
+};
+
+uint64_t ns_of(double s) { return uint64_t(std::max(0.0, s) * 1e9); }
+
+// Counts what a preemption run keeps: samples after the warm-up, and the BE
+// passes that finished while sampling.
+class SampleBook {
+ public:
+  SampleBook(const Options& o, const Clock& clock) : o_(o), clock_(clock), t_start_(clock.now()) {}
+  // An LS pass ended; true when it is kept (past the warm-up).
+  bool ls_done() {
+    ++ls_;
+    if (ls_ == o_.warmup) {
+      t_start_ = clock_.now();
+      be_ = 0;
+    }
+    return ls_ > o_.warmup;
+  }
+  bool sampling() const { return ls_ >= o_.warmup; }
+  bool finished() const { return ls_ >= o_.warmup + o_.samples; }
+  void be_done() { ++be_; }
+  void close(PreemptionRun& run) const {
+    run.be_passes = be_;
+    run.seconds = clock_.now() - t_start_;
+  }
+
+ private:
+  const Options& o_;
+  const Clock& clock_;
+  int ls_ = 0;
+  int64_t be_ = 0;
+  double t_start_;
+};
+
+PreemptionRun host_preemption(UnitBackend& b, sched::Policy policy, const PassInput& ls,
+                              const PassInput& be, const Options& o) {
+  WallClock clock;
+  Delays delays(o, o.seed * 7919 + 1);
+  SampleBook book(o, clock);
+  sched::SlotTable t;
+  t.n_slots = kSlots;
+  sched::PolicyParams params;
+  params.policy = policy;
+  const int layers = b.desc().layers;
+  PreemptionRun run;
+  bool ls_first_pending = false;
+  Sample cur;
+  double next_ls = clock.now() + delays.next(), be_begin = 0;
+  bool be_preempted = false;
+  for (;;) {
+    const bool more = !book.finished();
+    if (more && !t.slot[kBe].active) {
+      be_begin = clock.now();
+      be_preempted = false;
+      b.begin(kBe, be.chunks, be.sampling);
+      sched::publish(t.slot[kBe], PriorityClass::BE, ns_of(clock.now()));
+    }
+    const double now = clock.now();
+    if (more && !t.slot[kLs].active && now >= next_ls) {
+      cur = Sample{};
+      cur.arrival_s = next_ls;
+      cur.noticed_s = now;
+      cur.be_running = t.slot[kBe].active && t.slot[kBe].started;
+      b.begin(kLs, ls.chunks, ls.sampling);
+      sched::publish(t.slot[kLs], PriorityClass::LS, ns_of(clock.now()));
+      ls_first_pending = true;
+    }
+    // As Engine::step_units: the policy picks the slot before every unit.
+    const int pick = sched::pick_slot(t, ns_of(clock.now()), params);
+    if (pick < 0) break;  // after the last sample, once the BE pass in flight ended
+    if (pick == kLs && ls_first_pending) {
+      cur.first_s = clock.now();
+      ls_first_pending = false;
+    }
+    if (pick == kLs && t.slot[kBe].active && t.slot[kBe].started && !be_preempted) {
+      be_preempted = true;
+      if (book.sampling()) ++run.be_preempted;
+    }
+    const int n = b.run(pick, t.slot[pick].cursor);
+    sched::advance(t.slot[pick], layers, n);
+    t.last = pick;
+    if (t.slot[pick].active) continue;
+    (void)b.sampled(pick);
+    if (pick == kBe) {
+      if (book.sampling()) {
+        book.be_done();
+        run.be_pass_ms.push_back((clock.now() - be_begin) * 1e3);
+      }
+    } else {
+      if (book.ls_done()) run.samples.push_back(cur);
+      next_ls = clock.now() + delays.next();
+    }
+  }
+  book.close(run);
+  return run;
+}
+
+PreemptionRun device_preemption(PassBackend& b, sched::Policy policy, const PassInput& ls, const PassInput& be,
+                                const Options& o, uint64_t& next_id) {
+  WallClock clock;
+  sched::PolicyParams params;
+  params.policy = policy;  // no BE promotion
+  b.attach(params, clock);
+  Delays delays(o, o.seed * 7919 + 1);
+  SampleBook book(o, clock);
+  PreemptionRun run;
+  uint64_t ls_id = 0, be_id = 0;
+  bool be_started = false, ls_first_seen = false, be_head_seen = false, be_preempted = false;
+  double be_last_end = -1;
+  Sample cur;
+  // Per collect() call that drained units: the host time after it and the
+  // latest end among them (mapped); their difference bounds the offset.
+  struct Drain {
+    double host_s, mapped_end_s;
+  };
+  std::vector<Drain> drains;
+  std::vector<std::pair<size_t, size_t>> windows;  // per kept sample: the drains while its LS pass ran
+  size_t ls_pub_drain = 0;
+  double next_ls = clock.now() + delays.next();
+  std::vector<PassResult> done;
+  std::vector<UnitRecord> units;
+  auto last_progress = Steady::now();
+  for (;;) {
+    const bool more = !book.finished();
+    if (!more && be_id == 0 && ls_id == 0) break;
+    if (more && be_id == 0) {
+      be_id = next_id++;
+      be_started = false;
+      be_head_seen = false;
+      be_preempted = false;
+      be_last_end = -1;
+      b.publish(kBe, be_id, PriorityClass::BE, be.chunks, be.sampling);
+    }
+    if (more && ls_id == 0 && clock.now() >= next_ls) {
+      cur = Sample{};
+      cur.arrival_s = next_ls;
+      cur.be_running = be_id != 0 && be_started;
+      ls_id = next_id++;
+      ls_first_seen = false;
+      ls_pub_drain = drains.size();
+      cur.noticed_s = clock.now();  // right before publish (which stages the metadata)
+      b.publish(kLs, ls_id, PriorityClass::LS, ls.chunks, ls.sampling);
+    }
+    done.clear();
+    units.clear();
+    // Until the next arrival at most: the arrival is published on time.
+    const double wait = ls_id != 0 || !more ? 1e-3 : std::clamp(next_ls - clock.now(), 0.0, 1e-3);
+    b.collect(done, units, wait, clock);
+    const double after = clock.now();
+    if (!units.empty()) {
+      double latest = units.front().end_s;
+      for (const auto& u : units) latest = std::max(latest, u.end_s);
+      drains.push_back({after, latest});
+    }
+    for (const auto& u : units) {  // in the order the loop ran them
+      if (u.slot == kLs && ls_id != 0 && !ls_first_seen) {
+        cur.first_s = u.start_s;
+        ls_first_seen = true;
+      }
+      if (u.slot == kLs && be_id != 0 && be_started && !be_head_seen && !be_preempted) {
+        be_preempted = true;
+        if (book.sampling()) ++run.be_preempted;
+      }
+      if (u.slot == kBe) {
+        be_started = true;
+        be_head_seen = be_head_seen || u.unit.kind == sched::UnitKind::Head;
+        be_last_end = std::max(be_last_end, u.end_s);
+      }
+    }
+    for (const auto& r : done) {
+      last_progress = Steady::now();
+      if (r.status != PassStatus::Done)
+        fail("device dispatcher: pass {} (slot {}) ended without tokens{}", r.pass_id, r.slot,
+             r.error.empty() ? "" : ": " + r.error);
+      if (r.slot == kBe) {
+        QLLM_CHECK_MSG(r.pass_id == be_id, "BE pass {} reported, {} expected", r.pass_id, be_id);
+        if (book.sampling()) {
+          book.be_done();
+          if (r.taken_s >= 0 && be_last_end >= 0) run.be_pass_ms.push_back((be_last_end - r.taken_s) * 1e3);
+        }
+        be_id = 0;
+        continue;
+      }
+      QLLM_CHECK_MSG(r.slot == kLs && r.pass_id == ls_id, "pass {} (slot {}) reported, LS pass {} expected",
+                     r.pass_id, r.slot, ls_id);
+      cur.taken_s = r.taken_s;
+      if (book.ls_done()) {
+        if (!ls_first_seen || r.taken_s < 0) {
+          ++run.missing_first;
+        } else {
+          run.samples.push_back(cur);
+          windows.emplace_back(ls_pub_drain, drains.size());
+        }
+      }
+      ls_id = 0;
+      next_ls = clock.now() + delays.next();
+    }
+    if (std::chrono::duration<double>(Steady::now() - last_progress).count() > kPassTimeout)
+      fail("device dispatcher: no pass finished for {} s", kPassTimeout);
+  }
+  book.close(run);
+
+  // Re-map each sample with the drains made while its LS pass ran.
+  double lo = 0, hi = 0;
+  for (size_t i = 0; i < run.samples.size(); ++i) {
+    double off = 0;
+    bool have = false;
+    for (size_t k = windows[i].first; k < windows[i].second && k < drains.size(); ++k) {
+      off = have ? std::max(off, drains[k].mapped_end_s - drains[k].host_s) : drains[k].mapped_end_s - drains[k].host_s;
+      have = true;
+    }
+    QLLM_CHECK_MSG(have, "sample {}: no units drained while its LS pass ran", i);
+    Sample& s = run.samples[i];
+    s.offset_s = off;
+    s.first_s -= off;
+    s.taken_s -= off;
+    lo = i ? std::min(lo, off) : off;
+    hi = i ? std::max(hi, off) : off;
+  }
+  run.offset_spread_s = hi - lo;
+  return run;
+}
+
+// ---- reporting -------------------------------------------------------------------
+
+json timing_json(const Timing& t, int units) {
+  const Stats w = stats_of(t.wall_ms);
+  json j = {{"wall_ms", to_json(w)}, {"us_per_unit", units > 0 ? w.median * 1e3 / units : 0.0}};
+  if (!t.span_ms.empty()) j["device_span_ms"] = to_json(stats_of(t.span_ms));
+  if (t.units_vary) j["units_varied"] = true;
+  j["wall_ms_samples"] = t.wall_ms;
+  return j;
+}
+
+struct OverheadRow {
+  int batch = 0, units = 0;
+  Timing host, replay, device;
+};
+
+// One row's figures: medians per pass and per unit, and the goal.
+struct OverheadFigures {
+  Stats host, device, replay, span;
+  double host_us = 0, device_us = 0, replay_us = 0;  // median wall / units
+  bool measured = false;  // both dispatchers ran
+  bool met = false;       // device median <= host median
+};
+
+OverheadFigures figures_of(const OverheadRow& r) {
+  OverheadFigures f;
+  f.host = stats_of(r.host.wall_ms);
+  f.device = stats_of(r.device.wall_ms);
+  f.replay = stats_of(r.replay.wall_ms);
+  f.span = stats_of(r.device.span_ms);
+  const double u = r.units > 0 ? double(r.units) : 1.0;
+  f.host_us = f.host.median * 1e3 / u;
+  f.device_us = f.device.median * 1e3 / u;
+  f.replay_us = f.replay.median * 1e3 / u;
+  f.measured = f.host.n > 0 && f.device.n > 0;
+  f.met = f.measured && f.device.median <= f.host.median;
+  return f;
+}
+
+// The dispatch-cost rows as JSON (the goal included); rows whose device
+// dispatcher has not run yet say so.
+json overhead_json(const std::vector<OverheadRow>& rows, int context) {
+  json out = json::array();
+  for (const auto& r : rows) {
+    const OverheadFigures f = figures_of(r);
+    json j = {{"batch", r.batch},
+              {"context", context},
+              {"units_per_pass", r.units},
+              {"host", timing_json(r.host, r.units)},
+              {"device", timing_json(r.device, r.units)},
+              {"replay", timing_json(r.replay, r.units)},
+              {"device_units_per_pass", r.device.units}};
+    if (f.measured) {
+      j["device_minus_host_us_per_unit"] = f.device_us - f.host_us;
+      j["host_over_replay_us_per_unit"] = f.host_us - f.replay_us;
+      j["device_over_replay_us_per_unit"] = f.device_us - f.replay_us;
+      j["goal_device_not_slower"] = {{"met", f.met}, {"host_median_ms", f.host.median},
+                                     {"device_median_ms", f.device.median}};
+    } else {
+      j["partial"] = "the device dispatcher has not run yet";
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+// Prints the dispatch-cost table; false when a row missed the goal.
+bool print_overhead(const std::string& label, const std::vector<OverheadRow>& rows) {
+  fmt::print("{:<28} {:>5} {:>5} {:>17} {:>17} {:>9} {:>9} {:>25} {:>12} {:>22} {}\n", "shape", "batch", "units",
+             "host ms med/p90", "device ms med/p90", "replay ms", "dev. span", "us/unit host/device/replay",
+             "dev-host us", "over replay host/dev us", "device <= host");
+  bool all_met = true;
+  for (const auto& r : rows) {
+    const OverheadFigures f = figures_of(r);
+    all_met = all_met && f.met;
+    fmt::print("{:<28} {:>5} {:>5} {:>8.3f} /{:>7.3f} {:>8.3f} /{:>7.3f} {:>9.3f} {:>9.3f} {:>7.2f} /{:>7.2f} "
+               "/{:>7.2f} {:>12.2f} {:>10.2f} /{:>10.2f} {}\n",
+               label, r.batch, r.units, f.host.median, f.host.p90, f.device.median, f.device.p90, f.replay.median,
+               f.span.median, f.host_us, f.device_us, f.replay_us, f.device_us - f.host_us, f.host_us - f.replay_us,
+               f.device_us - f.replay_us, f.met ? "met" : "NOT met");
+    if (r.device.units != r.units)
+      fmt::print("  note: the device dispatcher reported {} units per pass, the host ran {} (dropped timing "
+                 "records?)\n",
+                 r.device.units, r.units);
+    if (r.host.units_vary || r.device.units_vary)
+      fmt::print("  note: the units per pass varied between repetitions\n");
+  }
+  return all_met;
+}
+
+struct PolicyResult {
+  std::string policy;
+  PreemptionRun host, device;
+};
+
+json latency_json(const std::vector<double>& us) { return to_json(stats_of(us)); }
+
+json preemption_json(const PolicyResult& p) {
+  auto host_lat = [&](auto f) {
+    std::vector<double> v;
+    for (const auto& s : p.host.samples) v.push_back(f(s) * 1e6);
+    return v;
+  };
+  auto dev_lat = [&](auto f) {
+    std::vector<double> v;
+    for (const auto& s : p.device.samples) v.push_back(f(s) * 1e6);
+    return v;
+  };
+  auto be_running = [](const PreemptionRun& r) {
+    int n = 0;
+    for (const auto& s : r.samples) n += s.be_running;
+    return n;
+  };
+  const auto h_first = host_lat([](const Sample& s) { return s.first_s - s.arrival_s; });
+  const auto h_notice = host_lat([](const Sample& s) { return s.noticed_s - s.arrival_s; });
+  const auto d_pub = dev_lat([](const Sample& s) { return s.first_s - s.noticed_s; });
+  const auto d_taken = dev_lat([](const Sample& s) { return s.first_s - s.taken_s; });
+  const auto d_pub_taken = dev_lat([](const Sample& s) { return s.taken_s - s.noticed_s; });
+  const auto d_lag = dev_lat([](const Sample& s) { return s.noticed_s - s.arrival_s; });
+  const auto d_arr = dev_lat([](const Sample& s) { return s.first_s - s.arrival_s; });
+  json host = {{"arrival_to_first_unit_launch_us", latency_json(h_first)},
+               {"arrival_to_noticed_us", latency_json(h_notice)},
+               {"samples", p.host.samples.size()},
+               {"samples_with_be_running", be_running(p.host)},
+               {"be_passes_per_s", p.host.seconds > 0 ? double(p.host.be_passes) / p.host.seconds : 0.0},
+               {"be_passes_preempted", p.host.be_preempted},
+               {"be_pass_ms", to_json(stats_of(p.host.be_pass_ms))},
+               {"raw_us", {{"arrival_to_first_unit_launch", h_first}, {"arrival_to_noticed", h_notice}}}};
+  json device = {{"publish_to_first_unit_us", latency_json(d_pub)},
+                 {"pass_start_to_first_unit_us", latency_json(d_taken)},
+                 {"publish_to_pass_start_us", latency_json(d_pub_taken)},
+                 {"arrival_to_first_unit_us", latency_json(d_arr)},
+                 {"arrival_to_publish_us", latency_json(d_lag)},
+                 {"samples", p.device.samples.size()},
+                 {"samples_with_be_running", be_running(p.device)},
+                 {"missing_first_unit_record", p.device.missing_first},
+                 {"mapping_offset_spread_us", p.device.offset_spread_s * 1e6},
+                 {"be_passes_per_s", p.device.seconds > 0 ? double(p.device.be_passes) / p.device.seconds : 0.0},
+                 {"be_passes_preempted", p.device.be_preempted},
+                 {"be_pass_ms", to_json(stats_of(p.device.be_pass_ms))},
+                 {"raw_us",
+                  {{"publish_to_first_unit", d_pub},
+                   {"pass_start_to_first_unit", d_taken},
+                   {"publish_to_pass_start", d_pub_taken},
+                   {"arrival_to_publish", d_lag}}}};
+  return {{"policy", p.policy}, {"host", host}, {"device", device}};
+}
+
+void print_preemption(const PolicyResult& p, const json& j) {
+  auto row = [&](const std::string& pol, const std::string& disp, const std::string& what, const json& s,
+                 const std::string& be) {
+    fmt::print("{:<16} {:<7} {:<38} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f} {:>5} {}\n", pol, disp, what,
+               s["median"].get<double>(), s["p99"].get<double>(), s["mean"].get<double>(), s["max"].get<double>(),
+               s["n"].get<int>(), be);
+  };
+  const json& h = j["host"];
+  const json& d = j["device"];
+  auto be_text = [](const json& x) {
+    return fmt::format("{}/{} with BE running; BE {:.1f} passes/s, {:.2f} ms each, {} preempted",
+                       x["samples_with_be_running"].get<int>(), x["samples"].get<size_t>(),
+                       x["be_passes_per_s"].get<double>(), x["be_pass_ms"]["median"].get<double>(),
+                       x["be_passes_preempted"].get<int64_t>());
+  };
+  row(p.policy, "host", "arrival -> first attn launched", h["arrival_to_first_unit_launch_us"], be_text(h));
+  row("", "host", "  arrival -> noticed between units", h["arrival_to_noticed_us"], "");
+  row("", "device", "publish -> first attn starts", d["publish_to_first_unit_us"], be_text(d));
+  row("", "device", "  PassStart -> first attn (device clock)", d["pass_start_to_first_unit_us"], "");
+  row("", "device", "  publish -> PassStart", d["publish_to_pass_start_us"], "");
+}
+
+// ---- the run ---------------------------------------------------------------------
+
+gpu::HostBackendConfig backend_config(const Options& o, int sm_count, int64_t kv_blocks) {
+  gpu::HostBackendConfig hc;
+  hc.slots = kSlots;
+  hc.max_tokens = o.max_tokens;
+  hc.max_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), o.ls_batch);
+  hc.block_size = o.block_size;
+  hc.max_seq_len = std::max({o.max_seq_len, o.context + 1, o.be_prompt});
+  hc.sm_count = sm_count;
+  hc.kv_blocks = kv_blocks;
+  return hc;
+}
+
+gpu::DeviceBackendOptions device_options(sched::Policy p) {
+  gpu::DeviceBackendOptions opt;
+  opt.loop.policy.policy = p;
+  opt.loop.policy.be_max_wait_ns = 0;  // no promotion: BE waits as long as LS work is there
+  return opt;
+}
+
+struct Measured {
+  json overhead = json::array();
+  json backends = json::array();
+  bool overhead_met = true;
+};
+
+// Measures one shape: the host dispatcher's backend, then the device
+// dispatcher's, one after the other over the same weights.
+Measured measure(const gpu::DeviceWeights& w, const gpu::HostBackendConfig& hc, const Options& o,
+                 const std::string& label, int reps, bool preemption, int ls_region_blocks,
+                 const std::function<void(const json&)>& save_partial, json section) {
+  Measured m;
+  const ModelDesc& d = w.desc();
+  const int vocab = d.vocab;
+  std::vector<OverheadRow> rows;
+  std::vector<PassInput> decode;
+  if (o.overhead || !preemption)
+    for (int batch : o.batches) decode.push_back(bench::decode_pass(batch, o.context, o.block_size, vocab));
+  PassInput ls = bench::decode_pass(o.ls_batch, o.context, o.block_size, vocab);
+  std::vector<PassInput> be_list = bench::prefill_passes(o.be_prompt, o.be_prompt, o.block_size, vocab);
+  PassInput be = std::move(be_list.front());
+  offset_blocks(be, ls_region_blocks);
+
+  std::vector<PolicyResult> results;
+  for (const auto& p : o.policies) results.push_back({p, {}, {}});
+  // The section as measured so far, written after every backend (a run cut
+  // short keeps what it measured).
+  auto update = [&] {
+    if (!rows.empty()) section["dispatch_cost"] = overhead_json(rows, o.context);
+    if (preemption) {
+      json pols = json::array();
+      for (const auto& r : results) pols.push_back(preemption_json(r));
+      section["preemption"] = {
+          {"method",
+           "raw passes through the backends (no Engine): the host dispatcher driven unit by unit as "
+           "Engine::step_units drives it, the device dispatcher by publish/collect"},
+          {"ls_pass", {{"sequences", o.ls_batch}, {"context", o.context}, {"kind", "decode"}}},
+          {"be_pass", {{"rows", o.be_prompt}, {"kind", "prefill, one chunk"}}},
+          {"delay_ms", {o.delay_lo_ms, o.delay_hi_ms}},
+          {"samples", o.samples},
+          {"warmup", o.warmup},
+          {"be_max_wait_s", 0},
+          {"policies", pols}};
+    }
+    section["backends"] = m.backends;
+    save_partial(section);
+  };
+
+  // The host dispatcher.
+  {
+    const auto t0 = Steady::now();
+    auto host = std::make_unique<gpu::GpuHostBackend>(w, hc);
+    const double build_s = ms_between(t0, Steady::now()) / 1e3;
+    fmt::print("  host dispatcher: {} (built in {:.1f} s)\n", host->capture_summary().str(), build_s);
+    m.backends.push_back({{"dispatcher", "host"},
+                          {"build_seconds", build_s},
+                          {"capture", host->capture_summary().str()},
+                          {"capture_seconds", host->capture_summary().seconds},
+                          {"graphs", host->capture_summary().graphs.total()},
+                          {"graph_device_bytes", host->capture_summary().device_bytes}});
+    for (size_t i = 0; i < decode.size(); ++i) {
+      OverheadRow r;
+      r.batch = o.batches[i];
+      const Routing routing = bench::recorded_pass(*host, decode[i]);
+      check_slots(*host, "decode pass");
+      r.units = units_of(d, routing, decode[i]);
+      r.host = time_host(*host, decode[i], o.warmup, reps);
+      r.replay = time_replay(*host, decode[i], routing, o.warmup, reps);
+      if (r.host.units != r.units)
+        fmt::print("  note: batch {}: the host ran {} units, the recorded pass {}\n", r.batch, r.host.units, r.units);
+      rows.push_back(std::move(r));
+    }
+    if (preemption)
+      for (auto& res : results) {
+        res.host = host_preemption(*host, *policy_of(res.policy), ls, be, o);
+        check_slots(*host, "host dispatcher, preemption");
+        fmt::print("  host dispatcher, {}: {} samples in {:.1f} s\n", res.policy, res.host.samples.size(),
+                   res.host.seconds);
+      }
+  }
+  update();
+
+  // The device dispatcher: one backend; each measurement attaches with its
+  // policy and clock, as each engine does.
+  {
+    uint64_t next_id = kFirstPassId;
+    const auto t0 = Steady::now();
+    auto dev = std::make_unique<gpu::GpuDeviceBackend>(w, hc, device_options(sched::Policy::PriorityExpert));
+    const double build_s = ms_between(t0, Steady::now()) / 1e3;
+    fmt::print("  device dispatcher: built in {:.1f} s; {}\n", build_s, dev->self_test_summary());
+    m.backends.push_back({{"dispatcher", "device"},
+                          {"build_seconds", build_s},
+                          {"capture", dev->capture_summary().str()},
+                          {"capture_seconds", dev->capture_summary().seconds},
+                          {"self_test", dev->self_test_summary()}});
+    for (size_t i = 0; i < rows.size(); ++i) rows[i].device = time_device(*dev, decode[i], o.warmup, reps, next_id);
+    update();
+    if (preemption)
+      for (auto& res : results) {
+        res.device = device_preemption(*dev, *policy_of(res.policy), ls, be, o, next_id);
+        fmt::print("  device dispatcher, {}: {} samples in {:.1f} s\n", res.policy, res.device.samples.size(),
+                   res.device.seconds);
+        update();
+      }
+    m.backends.back()["dropped_timings"] = dev->dropped_timings();
+    dev.reset();  // stops the loop
+  }
+
+  if (!rows.empty()) {
+    fmt::print("\ndispatch cost, {}: one decode pass in slot 0 at context {}, nothing else running; median of {} "
+               "after {} warm-up\n",
+               label, o.context, reps, o.warmup);
+    m.overhead_met = print_overhead(label, rows);
+    m.overhead = overhead_json(rows, o.context);
+  }
+  if (preemption) {
+    fmt::print("\npreemption latency, {}: LS decode pass ({} seq. at context {}) {:.2g}-{:.2g} ms after the "
+               "previous one, over back-to-back BE prefill passes of {} rows; {} samples per policy after {} "
+               "warm-up; us\n",
+               label, o.ls_batch, o.context, o.delay_lo_ms, o.delay_hi_ms, o.be_prompt, o.samples, o.warmup);
+    fmt::print("{:<16} {:<7} {:<38} {:>9} {:>9} {:>9} {:>9} {:>5}\n", "policy", "disp.", "latency", "p50", "p99",
+               "mean", "max", "n");
+    for (const auto& r : results) print_preemption(r, preemption_json(r));
+  }
+  update();
+  return m;
+}
+
+int run(const Options& o, int argc, char** argv) {
+  const auto report = cuda::query_devices();
+  if (report.devices.empty()) {
+    std::fprintf(stderr, "qllm_bench_dispatch: no CUDA device (%s); nothing measured\n", report.why_none.c_str());
+    return 2;
+  }
+  Progress::set_enabled(false);
+  const auto& dev = report.devices[0];
+  QLLM_CUDA_CHECK(cudaSetDevice(dev.index));
+  if (!dev.device_graph_launch) {
+    std::fprintf(stderr, "qllm_bench_dispatch: %s (compute capability %d.%d) cannot launch graphs from the device; "
+                 "nothing measured\n", dev.name.c_str(), dev.cc_major, dev.cc_minor);
+    return 2;
+  }
+  cudaStream_t side = nullptr;
+  QLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
+
+  json out;
+  auto save = [&](bool complete) {
+    if (o.json_path.empty()) return;
+    out["complete"] = complete;
+    std::ofstream f(o.json_path);
+    f << out.dump(2) << "\n";
+    if (!f) fail("cannot write {}", o.json_path);
+  };
+  out["benchmark"] = "dispatch";
+  out["commit"] = bench::commit_of(o.commit);
+  out["date"] = bench::utc_now();
+  out["command"] = bench::command_line(argc, argv);
+  out["device"] = bench::device_json(report, dev);
+
+  // Blocks: decode sequences (and the LS pass) first, then the BE prompt.
+  const int most_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), o.ls_batch);
+  const int ls_region = most_seqs * ceil_div(o.context + 1, o.block_size);
+  const int64_t kv_blocks = int64_t(ls_region) + ceil_div(o.be_prompt, o.block_size);
+  const gpu::HostBackendConfig hc = backend_config(o, dev.sm_count, kv_blocks);
+
+  const ModelDesc full = bench::preset_desc(o.model);
+  const gpu::MemoryParams mp{.slots = hc.slots, .slot = hc.model_config().slot, .kv_blocks = hc.kv_blocks};
+  const int64_t graphs_all = gpu::count_unit_graphs(full, hc.slots, hc.max_tokens, hc.max_seqs).total();
+  const bench::LayerChoice fit =
+      bench::choose_layers("qllm_bench_dispatch", o.model, full, mp, graphs_all, o.layers, o.reserve_gib);
+
+  const auto t0 = Steady::now();
+  std::optional<gpu::DeviceWeights> w;
+  w.emplace(gpu::DeviceWeights::synthetic(full, o.seed, side, fit.layers));
+  QLLM_CUDA_CHECK(cudaStreamSynchronize(side));
+  const double weights_s = ms_between(t0, Steady::now()) / 1e3;
+  const ModelDesc& d = w->desc();
+  const std::string label = fmt::format("{} ({} of {} layers)", o.model, d.layers, full.layers);
+  fmt::print("qllm_bench_dispatch: {} ({}), {} of {} layers, bf16 synthetic weights (seed {}), on {} ({} SMs, {})\n",
+             o.model, d.architecture, d.layers, full.layers, o.seed, dev.name, dev.sm_count,
+             gpu::format_gb(fit.total_bytes));
+  fmt::print("  weights {} in {:.1f} s; 2 slots (0: LS, 1: BE) of {} tokens, {} sequences; {} KV blocks of {} tokens\n",
+             gpu::format_gb(w->bytes()), weights_s, hc.max_tokens, hc.max_seqs, hc.kv_blocks, hc.block_size);
+  out["model"] = {{"name", o.model},
+                  {"weights", fmt::format("synthetic, seed {}", o.seed)},
+                  {"dtype", "bf16"},
+                  {"shape", bench::shape_json(d, full.layers)}};
+  out["setup"] = {{"slots", hc.slots},
+                  {"slot_classes", {"LS", "BE"}},
+                  {"max_tokens", hc.max_tokens},
+                  {"max_seqs", hc.max_seqs},
+                  {"block_size", hc.block_size},
+                  {"kv_blocks", hc.kv_blocks},
+                  {"max_seq_len", hc.max_seq_len},
+                  {"weight_bytes", w->bytes()},
+                  {"weights_seconds", weights_s},
+                  {"free_bytes_before", fit.free_bytes},
+                  {"set_aside_bytes", fit.set_aside}};
+  out["shapes"] = json::array();
+  save(false);
+
+  bool all_met = true;
+  json goal_rows = json::array();
+  auto add_goal = [&](const std::string& shape, const Measured& m) {
+    for (const auto& r : m.overhead) {
+      if (!r.contains("goal_device_not_slower")) continue;
+      const json& g = r.at("goal_device_not_slower");
+      goal_rows.push_back({{"shape", shape},
+                           {"batch", r.at("batch")},
+                           {"met", g.at("met")},
+                           {"host_median_ms", g.at("host_median_ms")},
+                           {"device_median_ms", g.at("device_median_ms")}});
+    }
+  };
+
+  {
+    const json section = {{"label", label}, {"kind", "real"}, {"shape", bench::shape_json(d, full.layers)}};
+    const size_t index = out["shapes"].size();
+    out["shapes"].push_back(section);
+    auto partial = [&](const json& s) {
+      out["shapes"][index] = s;
+      save(false);
+    };
+    if (o.overhead || o.preemption) {
+      fmt::print("\n{}\n", label);
+      const Measured m = measure(*w, hc, o, label, o.reps, o.preemption, ls_region, partial, section);
+      all_met = all_met && m.overhead_met;
+      add_goal(label, m);
+    }
+    save(false);
+  }
+  w.reset();
+
+  if (o.tiny && o.overhead) {
+    const std::string arch = arch_of(o.model);
+    const ModelDesc tiny = bench::preset_desc("tiny", arch);
+    gpu::DeviceWeights tw = gpu::DeviceWeights::synthetic(tiny, o.seed, side);
+    QLLM_CUDA_CHECK(cudaStreamSynchronize(side));
+    const std::string tl = fmt::format("tiny {} ({} layers)", arch, tiny.layers);
+    fmt::print("\n{}: hidden {}, {} experts top-{}, vocab {}: units of a few us of GPU work\n", tl, tiny.hidden,
+               tiny.num_experts, tiny.top_k, tiny.vocab);
+    const json section = {{"label", tl}, {"kind", "tiny"}, {"shape", bench::shape_json(tiny, tiny.layers)}};
+    const size_t index = out["shapes"].size();
+    out["shapes"].push_back(section);
+    auto partial = [&](const json& s) {
+      out["shapes"][index] = s;
+      save(false);
+    };
+    const Measured m = measure(tw, hc, o, tl, o.tiny_reps, false, ls_region, partial, section);
+    all_met = all_met && m.overhead_met;
+    add_goal(tl, m);
+  }
+
+  if (!goal_rows.empty()) {
+    out["goal_device_not_slower"] = {
+        {"statement", "median wall time per decode pass: device dispatcher <= host dispatcher"},
+        {"met", all_met},
+        {"rows", goal_rows}};
+    fmt::print("\ngoal: the device dispatcher is not slower than the host dispatcher per pass: {}\n",
+               all_met ? "met at every shape and batch" : "NOT met (rows marked NOT met above)");
+  }
+  QLLM_CUDA_CHECK(cudaStreamDestroy(side));
+  save(true);
+  if (!o.json_path.empty()) fmt::print("\nwrote {}\n", o.json_path);
+  return 0;
+}
+
+}  // namespace
+}  // namespace qllm
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a pipe (tee) even if a CUDA check aborts
+  const qllm::Options o = qllm::parse(argc, argv);
+  try {
+    return qllm::run(o, argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qllm_bench_dispatch: %s\n", e.what());
+    return 1;
+  }
+}
