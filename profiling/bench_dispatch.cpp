@@ -25,60 +25,12 @@
 // cursor's unit; sched::advance steps it), the device dispatcher's by
 // publish and collect (dispatch_drivers.h; tested on the CPU backends).
 //
-// 1. Dispatch cost (per unit). The decode pass of B sequences (--batches),
-//    one token each at position --context, in slot 0 with nothing else
-//    running: --warmup untimed, then --reps passes each timed alone. Wall
-//    time is the host clock from the start of the pass (host: begin; device:
-//    publish, which stages the metadata) until its tokens are on the host
-//    (host: the head unit's readback; device: collect returned the pass).
-//    Units = attn + expert + head units of the pass (the begin/embedding
-//    unit is not counted). Besides the two dispatchers:
-//      replay   the same graphs launched back to back from the host with the
-//               pass's expert lists (bench_passes.h): no decision, no round
-//               trip; what the GPU work alone costs
-//      span     device dispatcher, device clock: from when the loop took the
-//               pass (PassStart) to the end of its head unit
-//    us/unit = median wall / units; (dispatcher - replay) / units is the
-//    dispatch cost per unit. The goal: the device dispatcher is not slower
-//    than the host dispatcher (median wall per pass, at every batch);
-//    printed with whether it was met, never asserted. The same is measured
-//    on make-model's tiny preset of the same architecture (2 layers, hidden
-//    64: units of a few microseconds of GPU work), where the wall time per
-//    unit is almost all dispatch (--tiny-reps passes; --skip tiny leaves it
-//    out).
-//
-// 2. Preemption latency, per policy (--policies). Slot 1 runs BE prefill
-//    passes back to back (one chunk of --be-prompt rows each, republished as
-//    soon as the previous one is reported); slot 0 gets an LS decode pass
-//    (--ls-batch sequences at position --context) a random --delay-ms after
-//    the previous LS pass ended, --samples times (after --warmup untimed
-//    ones). Per sample:
-//      host     arrival (the moment drawn) -> the host thread launches the
-//               LS pass's first attn unit (host clock). The host thread is
-//               blocked in the BE pass's attn units (each reads the expert
-//               counts back), so an arrival is noticed between units; the
-//               noticing delay is reported too. A launch is not a start: the
-//               GPU may start the unit later (host clock only; no GPU time
-//               stamps on this path).
-//      device   publish -> the LS pass's first attn unit starts on the GPU:
-//               a host time stamp right before publish() against the unit's
-//               UnitRecord (device globaltimer mapped to the host clock), and
-//               PassStart -> first attn unit (PassResult.taken_s; device
-//               clock only, no mapping error). Both include the begin
-//               (embedding) unit, which has no UnitRecord.
-//    The mapping: LoopBackend fixes one offset at its first drain after
-//    attach(); the program maps again, per sample, which also follows any
-//    drift between the GPU's clock and the host's: for every collect() it
-//    takes (latest record end - host time after the drain); the maximum over
-//    the calls made while the sample's LS pass ran bounds the offset (a
-//    record is read after it is written), and mapped times are then late by
-//    at most the age of the freshest record at its drain (microseconds:
-//    latencies are over-, never under-estimated). The spread of those
-//    offsets over the run is reported.
-//    p50 / p99 per policy and dispatcher, with how many samples found a BE
-//    pass running; BE passes per second show what LS work cost BE, and the
-//    BE passes an LS unit ran in the middle of show the policy at work (none
-//    under fcfs-iteration).
+// Two measurements (bench_dispatch.h), each described in its own file:
+//   1. dispatch cost per unit (bench_dispatch_cost.cpp): one decode pass
+//      at a time through each dispatcher, against the same graphs replayed
+//      back to back, at the real shape and at make-model's tiny preset
+//   2. preemption latency per policy (bench_dispatch_preemption.cpp): an LS
+//      decode pass arriving while BE prefill passes run back to back
 //
 // Prints tables; --json FILE writes every figure and every sample with the
 // GPU, the shape, dtype, layer count and commit (--commit, else
@@ -94,6 +46,7 @@
 #include "engine/gpu/memory_plan.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
+#include "profiling/bench_dispatch.h"
 #include "profiling/bench_passes.h"
 #include "profiling/bench_setup.h"
 #include "profiling/dispatch_drivers.h"
@@ -121,18 +74,20 @@ namespace {
 using Steady = std::chrono::steady_clock;
 using json = nlohmann::ordered_json;
 using bench::ceil_div;
-using bench::kBe;
-using bench::kLs;
+using bench::check_slots;
 using bench::kSlots;
 using bench::ms_between;
+using bench::overhead_json;
+using bench::OverheadRow;
 using bench::PassInput;
-using bench::PreemptionRun;
+using bench::PolicyResult;
+using bench::preemption_json;
+using bench::print_overhead;
+using bench::print_preemption;
 using bench::Routing;
-using bench::Sample;
-using bench::Stats;
-using bench::stats_of;
-using bench::Timing;
-using bench::to_json;
+using bench::time_host;
+using bench::time_replay;
+using bench::units_of;
 
 constexpr uint64_t kFirstPassId = 1u << 20;  // above the self-test's ids
 
@@ -261,224 +216,6 @@ std::string arch_of(const std::string& preset) {
   if (preset.rfind("olmoe", 0) == 0) return "olmoe";
   if (preset.rfind("qwen3", 0) == 0) return "qwen3_moe";
   return {};
-}
-
-// Throws when a kernel flagged bad per-step data in either slot.
-void check_slots(gpu::GpuHostBackend& b, const char* what) {
-  for (int s = 0; s < b.config().slots; ++s) {
-    const int32_t word = b.model().slot(s).error(b.stream(s));
-    if (word == 0) continue;
-    b.model().slot(s).clear_error(b.stream(s));
-    fail("{} (slot {}): {}", what, s, gpu::error_word_meaning(word));
-  }
-}
-
-// ---- the host dispatcher's backend (dispatch_drivers.h drives both) -------------
-
-// host_engine_pass timed (wall, ms), then the kernels' error words checked.
-Timing time_host(gpu::GpuHostBackend& b, const PassInput& p, int warmup, int reps) {
-  Timing t;
-  for (int i = 0; i < warmup; ++i) bench::host_engine_pass(b, kLs, p);
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = Steady::now();
-    const int units = bench::host_engine_pass(b, kLs, p);
-    t.wall_ms.push_back(ms_between(t0, Steady::now()));
-    if (t.units != 0 && units != t.units) t.units_vary = true;
-    t.units = units;
-  }
-  check_slots(b, "host dispatcher, decode pass");
-  return t;
-}
-
-Timing time_replay(gpu::GpuHostBackend& b, const PassInput& p, const Routing& r, int warmup, int reps) {
-  Timing t;
-  cudaStream_t s = b.stream(kLs);
-  for (int i = 0; i < warmup; ++i) bench::replay_pass(b, p, r);
-  QLLM_CUDA_CHECK(cudaStreamSynchronize(s));
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = Steady::now();
-    bench::replay_pass(b, p, r);
-    QLLM_CUDA_CHECK(cudaStreamSynchronize(s));
-    t.wall_ms.push_back(ms_between(t0, Steady::now()));
-  }
-  check_slots(b, "replay, decode pass");
-  return t;
-}
-
-int units_of(const ModelDesc& d, const Routing& r, const PassInput& p) {
-  int units = d.layers + (p.sampling.empty() ? 0 : 1);
-  for (const auto& l : r) units += int(l.size());
-  return units;
-}
-
-// ---- reporting -------------------------------------------------------------------
-
-json timing_json(const Timing& t, int units) {
-  const Stats w = stats_of(t.wall_ms);
-  json j = {{"wall_ms", to_json(w)}, {"us_per_unit", units > 0 ? w.median * 1e3 / units : 0.0}};
-  if (!t.span_ms.empty()) j["device_span_ms"] = to_json(stats_of(t.span_ms));
-  if (t.units_vary) j["units_varied"] = true;
-  j["wall_ms_samples"] = t.wall_ms;
-  return j;
-}
-
-struct OverheadRow {
-  int batch = 0, units = 0;
-  Timing host, replay, device;
-};
-
-// One row's figures: medians per pass and per unit, and the goal.
-struct OverheadFigures {
-  Stats host, device, replay, span;
-  double host_us = 0, device_us = 0, replay_us = 0;  // median wall / units
-  bool measured = false;  // both dispatchers ran
-  bool met = false;       // device median <= host median
-};
-
-OverheadFigures figures_of(const OverheadRow& r) {
-  OverheadFigures f;
-  f.host = stats_of(r.host.wall_ms);
-  f.device = stats_of(r.device.wall_ms);
-  f.replay = stats_of(r.replay.wall_ms);
-  f.span = stats_of(r.device.span_ms);
-  const double u = r.units > 0 ? double(r.units) : 1.0;
-  f.host_us = f.host.median * 1e3 / u;
-  f.device_us = f.device.median * 1e3 / u;
-  f.replay_us = f.replay.median * 1e3 / u;
-  f.measured = f.host.n > 0 && f.device.n > 0;
-  f.met = f.measured && f.device.median <= f.host.median;
-  return f;
-}
-
-// The dispatch-cost rows as JSON (the goal included); rows whose device
-// dispatcher has not run yet say so.
-json overhead_json(const std::vector<OverheadRow>& rows, int context) {
-  json out = json::array();
-  for (const auto& r : rows) {
-    const OverheadFigures f = figures_of(r);
-    json j = {{"batch", r.batch},
-              {"context", context},
-              {"units_per_pass", r.units},
-              {"host", timing_json(r.host, r.units)},
-              {"device", timing_json(r.device, r.units)},
-              {"replay", timing_json(r.replay, r.units)},
-              {"device_units_per_pass", r.device.units}};
-    if (f.measured) {
-      j["device_minus_host_us_per_unit"] = f.device_us - f.host_us;
-      j["host_over_replay_us_per_unit"] = f.host_us - f.replay_us;
-      j["device_over_replay_us_per_unit"] = f.device_us - f.replay_us;
-      j["goal_device_not_slower"] = {{"met", f.met}, {"host_median_ms", f.host.median},
-                                     {"device_median_ms", f.device.median}};
-    } else {
-      j["partial"] = "the device dispatcher has not run yet";
-    }
-    out.push_back(std::move(j));
-  }
-  return out;
-}
-
-// Prints the dispatch-cost table; false when a row missed the goal.
-bool print_overhead(const std::string& label, const std::vector<OverheadRow>& rows) {
-  fmt::print("{:<28} {:>5} {:>5} {:>17} {:>17} {:>9} {:>9} {:>25} {:>12} {:>22} {}\n", "shape", "batch", "units",
-             "host ms med/p90", "device ms med/p90", "replay ms", "dev. span", "us/unit host/device/replay",
-             "dev-host us", "over replay host/dev us", "device <= host");
-  bool all_met = true;
-  for (const auto& r : rows) {
-    const OverheadFigures f = figures_of(r);
-    all_met = all_met && f.met;
-    fmt::print("{:<28} {:>5} {:>5} {:>8.3f} /{:>7.3f} {:>8.3f} /{:>7.3f} {:>9.3f} {:>9.3f} {:>7.2f} /{:>7.2f} "
-               "/{:>7.2f} {:>12.2f} {:>10.2f} /{:>10.2f} {}\n",
-               label, r.batch, r.units, f.host.median, f.host.p90, f.device.median, f.device.p90, f.replay.median,
-               f.span.median, f.host_us, f.device_us, f.replay_us, f.device_us - f.host_us, f.host_us - f.replay_us,
-               f.device_us - f.replay_us, f.met ? "met" : "NOT met");
-    if (r.device.units != r.units)
-      fmt::print("  note: the device dispatcher reported {} units per pass, the host ran {} (dropped timing "
-                 "records?)\n",
-                 r.device.units, r.units);
-    if (r.host.units_vary || r.device.units_vary)
-      fmt::print("  note: the units per pass varied between repetitions\n");
-  }
-  return all_met;
-}
-
-struct PolicyResult {
-  std::string policy;
-  PreemptionRun host, device;
-};
-
-json latency_json(const std::vector<double>& us) { return to_json(stats_of(us)); }
-
-json preemption_json(const PolicyResult& p) {
-  auto host_lat = [&](auto f) {
-    std::vector<double> v;
-    for (const auto& s : p.host.samples) v.push_back(f(s) * 1e6);
-    return v;
-  };
-  auto dev_lat = [&](auto f) {
-    std::vector<double> v;
-    for (const auto& s : p.device.samples) v.push_back(f(s) * 1e6);
-    return v;
-  };
-  auto be_running = [](const PreemptionRun& r) {
-    int n = 0;
-    for (const auto& s : r.samples) n += s.be_running;
-    return n;
-  };
-  const auto h_first = host_lat([](const Sample& s) { return s.first_s - s.arrival_s; });
-  const auto h_notice = host_lat([](const Sample& s) { return s.noticed_s - s.arrival_s; });
-  const auto d_pub = dev_lat([](const Sample& s) { return s.first_s - s.noticed_s; });
-  const auto d_taken = dev_lat([](const Sample& s) { return s.first_s - s.taken_s; });
-  const auto d_pub_taken = dev_lat([](const Sample& s) { return s.taken_s - s.noticed_s; });
-  const auto d_lag = dev_lat([](const Sample& s) { return s.noticed_s - s.arrival_s; });
-  const auto d_arr = dev_lat([](const Sample& s) { return s.first_s - s.arrival_s; });
-  json host = {{"arrival_to_first_unit_launch_us", latency_json(h_first)},
-               {"arrival_to_noticed_us", latency_json(h_notice)},
-               {"samples", p.host.samples.size()},
-               {"samples_with_be_running", be_running(p.host)},
-               {"be_passes_per_s", p.host.seconds > 0 ? double(p.host.be_passes) / p.host.seconds : 0.0},
-               {"be_passes_preempted", p.host.be_preempted},
-               {"be_pass_ms", to_json(stats_of(p.host.be_pass_ms))},
-               {"raw_us", {{"arrival_to_first_unit_launch", h_first}, {"arrival_to_noticed", h_notice}}}};
-  json device = {{"publish_to_first_unit_us", latency_json(d_pub)},
-                 {"pass_start_to_first_unit_us", latency_json(d_taken)},
-                 {"publish_to_pass_start_us", latency_json(d_pub_taken)},
-                 {"arrival_to_first_unit_us", latency_json(d_arr)},
-                 {"arrival_to_publish_us", latency_json(d_lag)},
-                 {"samples", p.device.samples.size()},
-                 {"samples_with_be_running", be_running(p.device)},
-                 {"missing_first_unit_record", p.device.missing_first},
-                 {"mapping_offset_spread_us", p.device.offset_spread_s * 1e6},
-                 {"be_passes_per_s", p.device.seconds > 0 ? double(p.device.be_passes) / p.device.seconds : 0.0},
-                 {"be_passes_preempted", p.device.be_preempted},
-                 {"be_pass_ms", to_json(stats_of(p.device.be_pass_ms))},
-                 {"raw_us",
-                  {{"publish_to_first_unit", d_pub},
-                   {"pass_start_to_first_unit", d_taken},
-                   {"publish_to_pass_start", d_pub_taken},
-                   {"arrival_to_publish", d_lag}}}};
-  return {{"policy", p.policy}, {"host", host}, {"device", device}};
-}
-
-void print_preemption(const PolicyResult& p, const json& j) {
-  auto row = [&](const std::string& pol, const std::string& disp, const std::string& what, const json& s,
-                 const std::string& be) {
-    fmt::print("{:<16} {:<7} {:<38} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f} {:>5} {}\n", pol, disp, what,
-               s["median"].get<double>(), s["p99"].get<double>(), s["mean"].get<double>(), s["max"].get<double>(),
-               s["n"].get<int>(), be);
-  };
-  const json& h = j["host"];
-  const json& d = j["device"];
-  auto be_text = [](const json& x) {
-    return fmt::format("{}/{} with BE running; BE {:.1f} passes/s, {:.2f} ms each, {} preempted",
-                       x["samples_with_be_running"].get<int>(), x["samples"].get<size_t>(),
-                       x["be_passes_per_s"].get<double>(), x["be_pass_ms"]["median"].get<double>(),
-                       x["be_passes_preempted"].get<int64_t>());
-  };
-  row(p.policy, "host", "arrival -> first attn launched", h["arrival_to_first_unit_launch_us"], be_text(h));
-  row("", "host", "  arrival -> noticed between units", h["arrival_to_noticed_us"], "");
-  row("", "device", "publish -> first attn starts", d["publish_to_first_unit_us"], be_text(d));
-  row("", "device", "  PassStart -> first attn (device clock)", d["pass_start_to_first_unit_us"], "");
-  row("", "device", "  publish -> PassStart", d["publish_to_pass_start_us"], "");
 }
 
 // ---- the run ---------------------------------------------------------------------

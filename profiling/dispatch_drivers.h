@@ -84,7 +84,7 @@ PreemptionRun host_preemption(UnitBackend& b, sched::Policy policy, const PassIn
                               const PreemptionOptions& o);
 // Device: attaches with `policy` (no BE promotion) and a clock of its own;
 // publish -> the first attn unit's start (re-mapped per sample, see
-// bench_dispatch.cpp) and PassStart -> that start.
+// bench_dispatch_preemption.cpp) and PassStart -> that start.
 PreemptionRun device_preemption(PassBackend& b, sched::Policy policy, const PassInput& ls, const PassInput& be,
                                 const PreemptionOptions& o, uint64_t& next_id);
 

@@ -1,8 +1,6 @@
-// engine/gpu/device_backend: the engine (engine/core/engine.h) over the
-// device dispatcher, GpuDeviceBackend: the scheduler loop on the GPU launching
-// the host dispatcher's unit graphs by device graph launch, LoopBackend as its
-// host half. The CPU twin of this file is tests/cpu/core_loop_backend_test.cpp
-// (the same loop code in a host thread over the reference model).
+// The engine over the device dispatcher (device_backend_fixture.h) on a GPU:
+// its start-up, the batches it runs against the host dispatcher's, and the
+// policies at unit boundaries.
 //
 //   SelfTestRunsAtStart             the start-up self-test (a prefill and a
 //       decode pass from the device loop against the host launch) on a model
@@ -17,13 +15,8 @@
 //       BE pass runs starts at the next unit boundary (from the loop's own
 //       records: PassStart and the unit timings), the BE pass resumes after
 //       it; fcfs-iteration: the BE pass finishes first
-//   CancelAndShutdown               a running BE request cancelled mid-pass
-//       ends Cancelled with its blocks freed and the loop serves the next
-//       request as before; a shutdown mid-workload is acknowledged in < 1 s
-//   ADeviceErrorBecomesAMessage     a token id outside the vocabulary written
-//       into a staged pass's metadata fails that pass with the error word's
-//       message (qllm::Error from Engine::step); the loop keeps running and
-//       the failed pass's requests run again
+//
+// Cancellation, shutdown and device errors: gpu_device_backend_stop_test.cpp.
 //
 // Device: what is exact and what is not.
 //
@@ -62,124 +55,26 @@
 // agree within that latency. The begin unit (embedding) writes no timing
 // record, so a pass's first logged unit is its attn[0].
 #include "device_scheduler/device_loop.h"
-#include "engine/common/error.h"
-#include "engine/core/engine.h"
-#include "engine/gpu/device_backend.h"
-#include "engine/gpu/host_backend.h"
-#include "kernels/cuda_check.h"
-#include "tests/gpu/gpu_test_buffers.h"
+#include "tests/gpu/device_backend_fixture.h"
 #include "tests/gpu_test_util.h"
-#include "tests/pass_recorder.h"
 #include "tests/test_errors.h"
-#include "tests/tiny_model.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 using namespace qllm;
 using namespace qllm::test;
+using namespace qllm::test::devbackend;
 
 namespace {
 
-using Steady = std::chrono::steady_clock;
-using sched::UnitKind;
-
 constexpr double kReplayTol = 1e-3;  // of a logit row's scale (see the file comment)
-constexpr int kLsSlot = 0, kBeSlot = 1;  // limits(): one LS slot, then one BE slot
-
-double seconds_since(Steady::time_point t0) { return std::chrono::duration<double>(Steady::now() - t0).count(); }
-
-const char* policy_name(sched::Policy p) {
-  switch (p) {
-    case sched::Policy::FcfsIteration: return "fcfs-iteration";
-    case sched::Policy::PriorityLayer: return "priority-layer";
-    case sched::Policy::PriorityExpert: return "priority-expert";
-  }
-  return "?";
-}
-
-Checkpoint open_tiny(const std::string& arch, uint64_t seed) {
-  return qllm::test::open_tiny(arch, seed, "devbackend-" + arch);
-}
-
-EngineLimits limits(sched::Policy p) {
-  EngineLimits l;
-  l.ls_slots = 1;
-  l.be_slots = 1;
-  l.max_tokens_per_step = 64;
-  l.max_seqs_per_step = 8;
-  l.prefill_chunk = 16;
-  l.kv_blocks = 256;
-  l.block_size = 8;
-  l.policy = p;
-  return l;
-}
-
-gpu::HostBackendConfig backend_config(const EngineLimits& l) {
-  auto c = gpu::HostBackendConfig::from(l, 1024);
-  c.gemm_workspace_bytes = size_t(8) << 20;
-  return c;
-}
-
-// A tiny checkpoint's weights on the GPU (they outlive every backend built on them).
-struct Weights {
-  Checkpoint ck;
-  Stream st;
-  gpu::DeviceWeights w;
-  explicit Weights(Checkpoint c)
-      : ck(std::move(c)), w(gpu::DeviceWeights::upload(ck, st.get(), {.progress = false})) {}
-  int vocab() const { return ck.desc().vocab; }
-};
-
-// The device dispatcher, the recorder over it and an engine on a real-time
-// clock. `clock_delay_s`: how long after the backend's start-up (and its
-// self-test, whose collects ran on another clock) the engine's clock starts.
-struct DeviceRig {
-  std::unique_ptr<gpu::GpuDeviceBackend> dev;
-  std::unique_ptr<PassRecorder> rec;
-  std::unique_ptr<RealTimeClock> clock;
-  std::unique_ptr<Engine> engine;
-
-  DeviceRig(const gpu::DeviceWeights& w, const EngineLimits& lim, double clock_delay_s = 0) {
-    dev = std::make_unique<gpu::GpuDeviceBackend>(w, backend_config(lim), gpu::DeviceBackendOptions::from(lim));
-    rec = std::make_unique<PassRecorder>(*dev);
-    if (clock_delay_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(clock_delay_s));
-    clock = std::make_unique<RealTimeClock>();
-    engine = std::make_unique<Engine>(*rec, lim, *clock);
-  }
-  ~DeviceRig() {  // the engine first, the backend (which stops the loop) last
-    engine.reset();
-    rec.reset();
-    dev.reset();
-  }
-};
-
-Request req(uint64_t id, PriorityClass cls, int prompt_len, int max_tokens, double at, bool sampled, int vocab) {
-  std::mt19937 rng(static_cast<uint32_t>(id * 7919));
-  Request r;
-  r.id = id;
-  r.cls = cls;
-  r.prompt.resize(size_t(prompt_len));
-  for (auto& t : r.prompt) t = int32_t(rng() % uint32_t(vocab));
-  r.max_tokens = max_tokens;
-  r.arrival_s = at;
-  r.sampling.seed = 1000 + id;
-  if (sampled) {
-    r.sampling.temperature = 0.8;
-    r.sampling.top_k = 20;
-    r.sampling.top_p = 0.95;
-  }
-  return r;
-}
 
 // gpu_host_backend_test's workload, compressed for real time: BE at 0 (the
 // first pass fills the 64-token bucket with three prompts in several chunks)
@@ -196,21 +91,6 @@ std::vector<Request> workload(int vocab) {
     r.push_back(req(uint64_t(i + 11), LS, ls_len[i], ls_max[i], 0.002 + 0.01 * i, i % 2 == 0, vocab));
   return r;
 }
-
-// What the engine reported, by request.
-struct Driven {
-  std::map<uint64_t, std::vector<int32_t>> tokens;
-  std::map<uint64_t, Finish> finish;
-  bool in_time = true;
-
-  void take(const std::vector<TokenEvent>& ev) {
-    for (const auto& e : ev) {
-      if (e.token >= 0) tokens[e.id].push_back(e.token);
-      if (e.finish != Finish::None) finish[e.id] = e.finish;
-    }
-  }
-  bool ended(uint64_t id) const { return finish.count(id) > 0; }
-};
 
 // Submits each request at its arrival time (sleeping until the next one when
 // nothing runs) and steps the engine until nothing runs and nothing is left
@@ -236,31 +116,6 @@ Driven drive(Engine& e, Clock& clock, std::vector<Request> reqs, double limit_s)
     }
   }
   return d;
-}
-
-// Steps the engine until done() or `limit_s` of wall time; false on the deadline.
-template <class Done>
-bool step_until(Engine& e, Driven& d, double limit_s, Done done) {
-  std::vector<TokenEvent> ev;
-  const auto t0 = Steady::now();
-  while (!done()) {
-    if (seconds_since(t0) > limit_s) return false;
-    ev.clear();
-    e.step(ev);
-    d.take(ev);
-  }
-  return true;
-}
-
-// The message of the qllm::Error that f throws; empty when it throws none.
-template <class F>
-std::string error_or_empty(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return {};
 }
 
 double scale_of(const float* v, size_t n) {
@@ -598,168 +453,6 @@ TEST(GpuDeviceEngine, LsStartsAtTheNextUnitBoundary) {
       EXPECT_GE(lp.be_units_between, 1);
     }
   }
-}
-
-// ---------------------------------------------------------------------------
-
-// Runs one request to its end on an idle engine; its tokens (empty on the deadline).
-std::vector<int32_t> run_alone(DeviceRig& rig, Driven& d, Request r) {
-  r.arrival_s = rig.clock->now();
-  rig.engine->submit(r);
-  const bool done = step_until(*rig.engine, d, 10.0, [&] { return d.ended(r.id); });
-  EXPECT_TRUE(done) << "request " << r.id << " did not end within 10 s";
-  return d.tokens.count(r.id) ? d.tokens.at(r.id) : std::vector<int32_t>{};
-}
-
-TEST(GpuDeviceEngine, CancelAndShutdown) {
-  QLLM_REQUIRE_GPU();
-  Weights g(open_tiny("mixtral", 31));
-  const int V = g.vocab();
-  const EngineLimits lim = limits(sched::Policy::PriorityExpert);
-  DeviceRig rig(g.w, lim);
-  Engine& e = *rig.engine;
-  Driven d;
-
-  // The reference: an LS request alone (its passes, bit for bit, are those of
-  // any later run alone: same chunks, other blocks).
-  const Request ls = req(10, PriorityClass::LS, 9, 6, 0, true, V);
-  const std::vector<int32_t> want = run_alone(rig, d, ls);
-  ASSERT_EQ(want.size(), size_t(ls.max_tokens));
-
-  // A BE request with a long prompt (38 prefill passes), cancelled once a
-  // unit of layer 0 of one of its passes shows (most of that pass is ahead).
-  const uint64_t be_id = 1;
-  e.submit(req(be_id, PriorityClass::BE, 600, 20, rig.clock->now(), false, V));
-  ASSERT_TRUE(step_until(e, d, 10.0, [&] {
-    for (const auto& u : e.unit_log())
-      if (u.slot == kBeSlot && u.unit.layer == 0 && u.unit.kind != UnitKind::Head) return true;
-    return false;
-  })) << "no BE unit within 10 s";
-  const size_t passes_at_cancel = rig.rec->passes.size();
-  const size_t units_at_cancel = e.unit_log().size();
-  std::vector<TokenEvent> ev;
-  ASSERT_TRUE(e.cancel(be_id, ev));
-  d.take(ev);
-  ASSERT_TRUE(step_until(e, d, 10.0, [&] { return d.ended(be_id); })) << "the cancel did not end the request";
-  EXPECT_EQ(int(d.finish.at(be_id)), int(Finish::Cancelled));
-  EXPECT_EQ(d.tokens.count(be_id), 0u);
-  EXPECT_TRUE(e.idle());
-  EXPECT_EQ(e.blocks().num_free_blocks(), lim.kv_blocks);
-  e.blocks().check_invariants();
-  // The pass running at the cancel was the BE request's last: it ended
-  // Cancelled at a unit boundary, or Done when it finished before the
-  // cancellation reached the loop (best effort).
-  ASSERT_EQ(rig.rec->passes.size(), passes_at_cancel);
-  const RecordedPass& last = rig.rec->passes.back();
-  EXPECT_EQ(last.cls, PriorityClass::BE);
-  EXPECT_TRUE(last.result.status == PassStatus::Cancelled || last.result.status == PassStatus::Done)
-      << int(last.result.status);
-  if (last.result.status == PassStatus::Cancelled) {
-    const auto& log = e.unit_log();
-    for (size_t i = units_at_cancel; i < log.size(); ++i)
-      EXPECT_FALSE(log[i].slot == kBeSlot && log[i].unit.kind == UnitKind::Head)
-          << "the cancelled pass stopped before its head";
-  }
-  std::printf("the cancelled BE request's last pass ended %s\n",
-              last.result.status == PassStatus::Cancelled ? "Cancelled (stopped mid-pass)" : "Done");
-
-  // The loop serves the next request as before.
-  Request ls2 = ls;
-  ls2.id = 11;
-  EXPECT_EQ(run_alone(rig, d, ls2), want);
-  EXPECT_TRUE(e.idle());
-  EXPECT_EQ(e.blocks().num_free_blocks(), lim.kv_blocks);
-
-  // Shutdown mid-workload: both slots busy with long requests.
-  for (uint64_t id = 20; id < 24; ++id)
-    e.submit(req(id, id % 2 ? PriorityClass::LS : PriorityClass::BE, 40 + int(id), 30, rig.clock->now(), id % 3 == 0,
-                 V));
-  const size_t units0 = e.unit_log().size();
-  ASSERT_TRUE(step_until(e, d, 10.0, [&] { return e.unit_log().size() >= units0 + 20; })) << "no units within 10 s";
-  EXPECT_FALSE(e.idle());
-  const auto t0 = Steady::now();
-  ASSERT_TRUE(rig.dev->shutdown(5.0));
-  const double took = seconds_since(t0);
-  EXPECT_LT(took, 1.0);
-  EXPECT_FALSE(rig.dev->loop().running());
-  const sched::LoopState st = rig.dev->loop().state();
-  EXPECT_GE(st.end.shutdown_acked, 1u);
-  EXPECT_EQ(st.end.error, 0u);
-  EXPECT_TRUE(st.exited);
-  std::printf("shutdown mid-workload acknowledged in %.1f ms\n", took * 1e3);
-  // The engine is told plainly that the loop is gone.
-  ev.clear();
-  EXPECT_HAS(error_of([&] { e.step(ev); }), "shut down");
-}
-
-// ---------------------------------------------------------------------------
-
-TEST(GpuDeviceEngine, ADeviceErrorBecomesAMessage) {
-  QLLM_REQUIRE_GPU();
-  Weights g(open_tiny("olmoe", 212));
-  const int V = g.vocab();
-  const EngineLimits lim = limits(sched::Policy::PriorityExpert);
-  DeviceRig rig(g.w, lim);
-  Engine& e = *rig.engine;
-  Driven d;
-  const Request a = req(1, PriorityClass::LS, 5, 4, 0, false, V);
-  const std::vector<int32_t> want = run_alone(rig, d, a);
-  ASSERT_EQ(want.size(), size_t(a.max_tokens));
-
-  // Every pass is checked on the host before it is staged (a token outside
-  // the vocabulary is refused there), so the bad id is written over row 1 of
-  // the next LS pass's staged metadata, as a corrupted step would be: the
-  // embedding sets the error word and the loop ends the pass at its next unit.
-  const int32_t bad = V + 17;
-  int corrupted = 0;
-  rig.dev->set_stage_hook([&](int slot, gpu::GpuHostBackend& h) {
-    if (slot != kLsSlot || corrupted > 0) return;
-    ++corrupted;
-    int32_t* d_tokens = h.model().slot(slot).ptr().tokens;
-    QLLM_CUDA_CHECK(cudaMemcpyAsync(d_tokens + 1, &bad, sizeof(bad), cudaMemcpyHostToDevice, h.stream(slot)));
-    QLLM_CUDA_CHECK(cudaStreamSynchronize(h.stream(slot)));
-  });
-  Request a2 = a;
-  a2.id = 2;
-  a2.arrival_s = rig.clock->now();
-  const Request b = req(3, PriorityClass::BE, 21, 6, a2.arrival_s, true, V);
-  e.submit(a2);
-  e.submit(b);
-  std::vector<std::string> errors;
-  std::vector<TokenEvent> ev;
-  const auto t0 = Steady::now();
-  while (!e.idle() && seconds_since(t0) < 20.0) {
-    ev.clear();
-    const std::string msg = error_or_empty([&] { e.step(ev); });
-    if (!msg.empty()) errors.push_back(msg);
-    d.take(ev);
-  }
-  EXPECT_TRUE(e.idle()) << "the requests did not end within 20 s";
-  EXPECT_EQ(corrupted, 1);
-  ASSERT_EQ(errors.size(), 1u);
-  EXPECT_HAS(errors[0], "device dispatcher, slot 0");
-  EXPECT_HAS(errors[0], "token id outside the vocabulary");
-  EXPECT_HAS(errors[0], "error word 1");
-  // Exactly one pass failed, the LS one, with the message; the loop still runs.
-  int failed = 0;
-  for (const auto& p : rig.rec->passes)
-    if (p.result.status == PassStatus::Failed) {
-      ++failed;
-      EXPECT_EQ(p.slot, kLsSlot);
-      EXPECT_HAS(p.result.error, "token id outside the vocabulary");
-      EXPECT_TRUE(p.result.tokens.empty());
-    }
-  EXPECT_EQ(failed, 1);
-  EXPECT_TRUE(rig.dev->loop().running()) << "one failed pass does not stop the loop";
-  // The failed pass's request ran again from where it was: the tokens of its run alone.
-  EXPECT_EQ(d.tokens.count(a2.id) ? d.tokens.at(a2.id) : std::vector<int32_t>{}, want);
-  EXPECT_EQ(d.tokens.count(b.id) ? d.tokens.at(b.id).size() : 0u, size_t(b.max_tokens));
-  EXPECT_EQ(int(d.finish.count(b.id) ? d.finish.at(b.id) : Finish::None), int(Finish::Length));
-  EXPECT_EQ(e.blocks().num_free_blocks(), lim.kv_blocks);
-  // And the slot that failed takes the next pass cleanly.
-  Request a3 = a;
-  a3.id = 4;
-  EXPECT_EQ(run_alone(rig, d, a3), want);
 }
 
 }  // namespace

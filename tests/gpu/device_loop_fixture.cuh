@@ -1,8 +1,9 @@
-// The device loop (device_scheduler/device_loop.h) on a GPU, over fake unit
-// graphs (no model): small kernels captured for device launch into the graph
-// tables of 2 slots, 2 layers (layer 0 MoE: 4 experts, top-2; layer 1 dense),
-// 4 buckets. The loop writes each pass's descriptor into the slot's device
-// buffer before its begin unit, and the fake units read it there:
+// The fixture of the device loop's GPU tests (gpu_device_loop_workload_test,
+// gpu_device_loop_stop_test): the device loop (device_scheduler/device_loop.h)
+// over fake unit graphs (no model): small kernels captured for device launch
+// into the graph tables of 2 slots, 2 layers (layer 0 MoE: 4 experts, top-2;
+// layer 1 dense), 4 buckets. The loop writes each pass's descriptor into the
+// slot's device buffer before its begin unit, and the fake units read it there:
 //   begin   logs itself
 //   attn    writes the layer's expert counts, a function of the pass id and
 //           the layer (fake_count); for the dense layer it also writes junk
@@ -16,6 +17,24 @@
 // (host_publish_batch, host_drain_output, cancellations, shutdown) on a
 // control block in cudaHostAllocMapped memory, always with deadlines: a
 // broken loop fails a test, it never hangs it.
+//
+//   make_desc, workload_desc, long_pass   a pass descriptor; the workload's
+//                        passes; a pass with at least n units
+//   Rig                  everything one test needs: the control block, the
+//                        fake graphs, the slot buffers, the loop, the host's
+//                        ends of the protocol (publish, drain, shutdown)
+//   expect_pass          what a pass should run: its device log entries and
+//                        UnitTiming cursors
+//   check_pass_records   a pass's output records against expect_pass
+//   check_pass_log       a pass's device log entries against expect_pass
+//   REQUIRE_DEVICE_LAUNCH()  skips a test where the GPU cannot launch graphs
+//                        from the device
+//
+// CUDA only (kernels and <<<>>> launches). The kernels and their device
+// helpers have internal linkage: every test file that includes this header
+// is an executable of its own.
+#pragma once
+
 #include "device_scheduler/device_loop.h"
 #include "graphs/capture.h"
 #include "kernels/cuda_check.h"
@@ -24,9 +43,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -34,10 +56,15 @@
 #include <thread>
 #include <vector>
 
-using namespace qllm::sched;
-namespace graphs = qllm::graphs;
+#define REQUIRE_DEVICE_LAUNCH()                                                 \
+  do {                                                                          \
+    std::string why_;                                                           \
+    if (!::qllm::sched::DeviceLoop::supported(0, &why_)) GTEST_SKIP() << why_;  \
+  } while (0)
 
-namespace {
+namespace qllm::test::devloop {
+
+using namespace qllm::sched;
 
 constexpr int kSlots = 2;
 constexpr int kLayers = 2;
@@ -74,6 +101,8 @@ struct DevLog {
   uint32_t reserved;
   LogEntry e[kLogCap];
 };
+
+namespace {  // the fake units
 
 __device__ uint64_t gtimer() {
   uint64_t t;
@@ -120,7 +149,9 @@ __global__ void fake_head(const BatchDesc* desc, int slot, int bucket, int32_t* 
   log_unit(log, d.pass_id, slot, int(kLaunchHead), -1, -1, bucket);
 }
 
-BatchDesc make_desc(uint64_t id, uint32_t rows, uint16_t seqs, uint16_t sample, PriorityClass cls) {
+}  // namespace
+
+inline BatchDesc make_desc(uint64_t id, uint32_t rows, uint16_t seqs, uint16_t sample, PriorityClass cls) {
   BatchDesc d{};
   d.pass_id = id;
   d.n_rows = rows;
@@ -132,7 +163,7 @@ BatchDesc make_desc(uint64_t id, uint32_t rows, uint16_t seqs, uint16_t sample, 
 }
 
 // The workload's passes: varied rows, sequences, samples, classes.
-BatchDesc workload_desc(uint64_t id) {
+inline BatchDesc workload_desc(uint64_t id) {
   const uint32_t rows = 1 + uint32_t(id * 5 % 8);
   const auto seqs = uint16_t(1 + (id / 3) % rows);
   const auto sample = uint16_t((id / 7) % (seqs + 1u));
@@ -146,7 +177,7 @@ struct Expected {
   size_t launches = 0;  // units the loop launches (begin included; a head with no sample launches nothing)
 };
 
-Expected expect_pass(const BatchDesc& d, int slot) {
+inline Expected expect_pass(const BatchDesc& d, int slot) {
   Expected x;
   const uint64_t p = d.pass_id;
   x.log.push_back({p, slot, int32_t(kLaunchBegin), -1, -1, -1, 0});
@@ -174,27 +205,21 @@ Expected expect_pass(const BatchDesc& d, int slot) {
 }
 
 // A pass id >= from whose pass (rows 8) runs at least `units` units.
-uint64_t long_pass(uint64_t from, size_t units) {
+inline uint64_t long_pass(uint64_t from, size_t units) {
   for (uint64_t id = from;; ++id)
     if (expect_pass(make_desc(id, 8, 1, 1, PriorityClass::BE), 0).units.size() >= units) return id;
 }
 
-bool same(const LogEntry& a, const LogEntry& b) {
+inline bool same(const LogEntry& a, const LogEntry& b) {
   return a.pass == b.pass && a.slot == b.slot && a.kind == b.kind && a.layer == b.layer && a.expert == b.expert &&
          a.bucket == b.bucket;
 }
 
-std::string str(const LogEntry& e) {
+inline std::string str(const LogEntry& e) {
   return "{pass " + std::to_string(e.pass) + " slot " + std::to_string(e.slot) + " kind " + std::to_string(e.kind) +
          " layer " + std::to_string(e.layer) + " expert " + std::to_string(e.expert) + " bucket " +
          std::to_string(e.bucket) + "}";
 }
-
-#define REQUIRE_DEVICE_LAUNCH()                                           \
-  do {                                                                    \
-    std::string why_;                                                     \
-    if (!DeviceLoop::supported(0, &why_)) GTEST_SKIP() << why_;           \
-  } while (0)
 
 // Everything one test needs: the control block, the fake unit graphs, the
 // slot buffers, the loop, and the host's ends of the protocol (one thread
@@ -404,7 +429,7 @@ struct Rig {
 
 // The records of one pass: timings in the expected unit order, its tokens
 // (rows in order, after the last timing), then exactly one PassDone.
-void check_pass_records(const Rig& r, const BatchDesc& d, int slot, uint8_t done_flags) {
+inline void check_pass_records(const Rig& r, const BatchDesc& d, int slot, uint8_t done_flags) {
   const Expected x = expect_pass(d, slot);
   std::vector<Cursor> units;
   std::vector<uint32_t> rows;
@@ -450,7 +475,8 @@ void check_pass_records(const Rig& r, const BatchDesc& d, int slot, uint8_t done
   }
 }
 
-void check_pass_log(const std::vector<LogEntry>& log, const BatchDesc& d, int slot, size_t prefix = SIZE_MAX) {
+inline void check_pass_log(const std::vector<LogEntry>& log, const BatchDesc& d, int slot,
+                           size_t prefix = SIZE_MAX) {
   const Expected x = expect_pass(d, slot);
   std::vector<LogEntry> got;
   for (const auto& e : log)
@@ -460,353 +486,4 @@ void check_pass_log(const std::vector<LogEntry>& log, const BatchDesc& d, int sl
   for (size_t i = 0; i < n; ++i) EXPECT_TRUE(same(got[i], x.log[i])) << str(got[i]) << " != " << str(x.log[i]);
 }
 
-// ---------------------------------------------------------------------------
-// Without a GPU
-
-TEST(DeviceLoopHost, DescribesGraphLaunchErrors) {
-  EXPECT_EQ(describe_graph_launch_error(no_graph_arg(1, kLaunchExpert, 2, 3, 4)),
-            "slot 1: no graph for expert 3 of layer 2 at bucket 4 (16 rows)");
-  EXPECT_EQ(describe_graph_launch_error(no_graph_arg(0, kLaunchAttn, 5, 0, -1)),
-            "slot 0: no graph for attn of layer 5: the rows exceed the largest bucket");
-  EXPECT_EQ(describe_graph_launch_error(no_graph_arg(3, kLaunchBegin, 0, 0, 0)), "slot 3: no begin graph");
-  EXPECT_NE(describe_graph_launch_error(kLaunchRelaunch | uint64_t(cudaErrorInvalidValue)).find("tail launch"),
-            std::string::npos);
-  EXPECT_NE(describe_graph_launch_error(uint64_t(cudaErrorInvalidValue)).find("cudaErrorInvalidValue"),
-            std::string::npos);
-}
-
-TEST(DeviceLoopHost, RejectsABadConfigurationBeforeTouchingTheDevice) {
-  const size_t bytes = control_block_bytes(64);
-  std::unique_ptr<void, decltype(&std::free)> mem(std::aligned_alloc(64, bytes), &std::free);
-  ControlBlock* cb = control_block_init(mem.get(), bytes, {kSlots, 64, 16});
-  static const cudaGraphExec_t fake_execs[1] = {};
-  GpuLoopTables t;
-  t.main = {{kSlots, kLayers, kExperts, kBuckets}, fake_execs};
-  t.begin = fake_execs;
-  static int32_t buf[16];
-  for (int s = 0; s < kSlots; ++s) t.slot[s] = {buf, buf, buf, nullptr};
-  for (int l = 0; l < kLayers; ++l) {
-    t.units[l] = kUnits[l];
-    t.fanout[l] = kFanout[l];
-  }
-  LoopConfig cfg;
-  cfg.layers = kLayers;
-  auto message = [&](const LoopConfig& c, const GpuLoopTables& tt) -> std::string {
-    try {
-      DeviceLoop loop(cb, c, tt, nullptr);
-    } catch (const std::runtime_error& e) {  // qllm::Error
-      return e.what();
-    }
-    return "no error";
-  };
-  EXPECT_NE(message(cfg, t).find("stream"), std::string::npos) << message(cfg, t);  // the rest was fine
-  LoopConfig c = cfg;
-  c.layers = kMaxLayers + 1;
-  EXPECT_NE(message(c, t).find("layers"), std::string::npos) << message(c, t);
-  GpuLoopTables u = t;
-  u.units[1] = 0;
-  EXPECT_NE(message(cfg, u).find("layer 1 has 0 expert units"), std::string::npos) << message(cfg, u);
-  u = t;
-  u.units[0] = kExperts + 1;
-  EXPECT_NE(message(cfg, u).find("expert units"), std::string::npos) << message(cfg, u);
-  u = t;
-  u.fanout[0] = kExperts + 1;
-  EXPECT_NE(message(cfg, u).find("sends each row"), std::string::npos) << message(cfg, u);
-  u = t;
-  u.slot[1].error = nullptr;
-  EXPECT_NE(message(cfg, u).find("slot 1"), std::string::npos) << message(cfg, u);
-  u = t;
-  u.main.shape.layers = 3;
-  EXPECT_NE(message(cfg, u).find("3 layers"), std::string::npos) << message(cfg, u);
-  u = t;
-  u.begin = nullptr;
-  EXPECT_NE(message(cfg, u).find("begin"), std::string::npos) << message(cfg, u);
-  cb->header.magic = 0;
-  EXPECT_NE(message(cfg, t).find("control block"), std::string::npos) << message(cfg, t);
-}
-
-TEST(DeviceLoopHost, SupportedFollowsTheDeviceReport) {
-  const auto report = qllm::cuda::query_devices();
-  std::string why;
-  const bool ok = DeviceLoop::supported(0, &why);
-  EXPECT_EQ(ok, !report.devices.empty() && report.devices.front().device_graph_launch);
-  if (!ok) EXPECT_FALSE(why.empty());
-}
-
-// ---------------------------------------------------------------------------
-// On a GPU
-
-// Hundreds of passes on both slots: every token in order, every pass's units
-// in the policy's order (UnitTiming records and the device log agree), the
-// decode attention graphs for decode-only passes, a pass whose kernel sets
-// the error word ends with kRecordBadData and the slot goes on.
-TEST(GpuDeviceLoop, WorkloadTokensAndUnitOrder) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  Rig r(Policy::PriorityExpert);
-  r.loop->start();
-  constexpr uint64_t kPerSlot = 300;
-  std::vector<BatchDesc> descs[kSlots];
-  for (uint64_t k = 0; k < kPerSlot; ++k)
-    for (int s = 0; s < kSlots; ++s) {
-      const BatchDesc d = workload_desc(1 + k * kSlots + uint64_t(s));
-      ASSERT_TRUE(r.publish(s, d)) << "publish of pass " << d.pass_id << ": "
-                                   << format_device_error(host_check_error(*r.cb));
-      descs[s].push_back(d);
-    }
-  EXPECT_TRUE(r.loop->running()) << "the host's stream should hold the loop until it exits";
-  ASSERT_TRUE(r.pump_until([&] { return r.n_done == kSlots * kPerSlot; }, 30.0))
-      << r.n_done << " passes done; " << format_device_error(host_check_error(*r.cb));
-  ASSERT_TRUE(r.shutdown());
-  const DeviceError err = host_check_error(*r.cb);
-  EXPECT_FALSE(err) << format_device_error(err);
-  EXPECT_EQ(host_dropped_timings(*r.cb), 0u);
-
-  const std::vector<LogEntry> log = r.log();
-  size_t launches = 0, logged = 0;
-  for (int s = 0; s < kSlots; ++s) {
-    // the slot's passes end in publish order
-    std::vector<uint64_t> order;
-    for (const auto& rec : r.records)
-      if (rec.kind == RecordKind::PassDone && rec.slot == s) order.push_back(rec.pass_id);
-    ASSERT_EQ(order.size(), descs[s].size());
-    for (size_t i = 0; i < order.size(); ++i) EXPECT_EQ(order[i], descs[s][i].pass_id);
-    for (const BatchDesc& d : descs[s]) {
-      check_pass_records(r, d, s, d.pass_id == kBadDataPass ? kRecordBadData : 0);
-      check_pass_log(log, d, s);
-      const Expected x = expect_pass(d, s);
-      launches += x.launches;
-      logged += x.log.size();
-    }
-  }
-  EXPECT_EQ(log.size(), logged);
-  const LoopState st = r.loop->state();
-  EXPECT_TRUE(st.exited);
-  EXPECT_EQ(st.units_launched, launches);
-  EXPECT_EQ(st.running_slot, -1);
-}
-
-// An LS batch published while a BE pass runs: under priority-expert it starts
-// before the BE pass's next unit and runs to its end before the BE pass
-// continues; under fcfs-iteration the BE pass finishes first.
-void overtake(Policy policy) {
-  Rig r(policy);
-  r.set_unit_ns(2'000'000);  // 2 ms per unit
-  r.loop->start();
-  const uint64_t be = long_pass(100, 7);
-  const BatchDesc d_be = make_desc(be, 8, 1, 1, PriorityClass::BE);
-  const BatchDesc d_ls = make_desc(be + 100000, 2, 1, 1, PriorityClass::LS);
-  ASSERT_TRUE(r.publish(0, d_be));
-  ASSERT_TRUE(r.pump_until([&] { return r.timings[be] >= 1; }, 5.0)) << format_device_error(host_check_error(*r.cb));
-  const int seen = r.timings[be];
-  ASSERT_TRUE(r.publish(1, d_ls));
-  ASSERT_TRUE(r.wait_done(d_ls.pass_id) && r.wait_done(be)) << format_device_error(host_check_error(*r.cb));
-  ASSERT_TRUE(r.shutdown());
-  EXPECT_FALSE(host_check_error(*r.cb));
-  check_pass_records(r, d_be, 0, 0);
-  check_pass_records(r, d_ls, 1, 0);
-
-  int be_before = 0, be_during = 0, be_total = 0;
-  bool ls_started = false, ls_done = false;
-  for (const auto& rec : r.records) {
-    if (rec.pass_id == d_ls.pass_id && rec.kind == RecordKind::UnitTiming) ls_started = true;
-    if (rec.pass_id == d_ls.pass_id && rec.kind == RecordKind::PassDone) ls_done = true;
-    if (rec.pass_id != be || rec.kind != RecordKind::UnitTiming) continue;
-    ++be_total;
-    if (!ls_started) ++be_before;
-    else if (!ls_done) ++be_during;
-  }
-  const int be_units = int(expect_pass(d_be, 0).units.size());
-  EXPECT_EQ(be_total, be_units);
-  if (policy == Policy::PriorityExpert) {
-    // the unit running when the host published (its timing not seen yet) may finish first
-    EXPECT_LE(be_before, seen + 1) << "BE units before the LS pass started";
-    EXPECT_EQ(be_during, 0) << "BE units while the LS pass ran";
-    EXPECT_LT(be_before, be_units) << "the BE pass should still have had units left";
-  } else {
-    EXPECT_EQ(be_before, be_units) << "fcfs-iteration runs the started BE pass to its end first";
-  }
-}
-
-TEST(GpuDeviceLoop, PriorityExpertLsOvertakesARunningBePass) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  overtake(Policy::PriorityExpert);
-}
-
-TEST(GpuDeviceLoop, FcfsIterationLetsTheRunningPassFinish) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  overtake(Policy::FcfsIteration);
-}
-
-// A cancellation that arrives mid-pass ends the pass at the next unit
-// boundary: PassDone with kRecordCancelled, no tokens; the slot takes the next
-// pass.
-TEST(GpuDeviceLoop, CancellationMidPass) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  Rig r(Policy::PriorityExpert);
-  r.set_unit_ns(2'000'000);
-  r.loop->start();
-  const uint64_t a = long_pass(200, 7);
-  const BatchDesc d_a = make_desc(a, 8, 2, 2, PriorityClass::BE);
-  ASSERT_TRUE(r.publish(0, d_a));
-  ASSERT_TRUE(r.pump_until([&] { return r.timings[a] >= 1; }, 5.0)) << format_device_error(host_check_error(*r.cb));
-  ASSERT_TRUE(host_request_cancel(r.h, 999999));  // names no pass: no effect
-  ASSERT_TRUE(host_request_cancel(r.h, a));
-  ASSERT_TRUE(r.wait_done(a, 5.0)) << format_device_error(host_check_error(*r.cb));
-  r.set_unit_ns(0);
-  const BatchDesc d_b = make_desc(a + 1, 4, 2, 2, PriorityClass::LS);
-  ASSERT_TRUE(r.publish(0, d_b));
-  ASSERT_TRUE(r.wait_done(d_b.pass_id, 5.0)) << format_device_error(host_check_error(*r.cb));
-  ASSERT_TRUE(r.shutdown());
-  EXPECT_FALSE(host_check_error(*r.cb));
-
-  check_pass_records(r, d_a, 0, kRecordCancelled);
-  const int units_a = r.timings[a];
-  EXPECT_GE(units_a, 1);
-  EXPECT_LT(size_t(units_a), expect_pass(d_a, 0).units.size()) << "the cancelled pass ran to its end";
-  check_pass_records(r, d_b, 0, 0);
-  const auto log = r.log();
-  check_pass_log(log, d_a, 0, size_t(units_a) + 1);  // begin and the units that ran, nothing after
-  check_pass_log(log, d_b, 0);
-}
-
-// Shutdown while both slots are busy and more batches wait: the loop
-// acknowledges within about one unit, every pass it took has exactly one
-// PassDone (completed, or kRecordShutdown), and the batches it never took
-// have no records.
-TEST(GpuDeviceLoop, ShutdownMidWorkload) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  Rig r(Policy::PriorityExpert);
-  r.set_unit_ns(500'000);  // 0.5 ms per unit
-  r.loop->start();
-  std::vector<BatchDesc> published[kSlots];
-  uint64_t next = 1;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(40);
-  while (std::chrono::steady_clock::now() < until) {
-    for (int s = 0; s < kSlots; ++s) {
-      BatchDesc d = workload_desc(next);
-      if (d.pass_id == kBadDataPass) d.pass_id = 1000000 + next;
-      if (host_publish_batch(r.h, s, d)) {
-        published[s].push_back(d);
-        ++next;
-      }
-    }
-    r.drain();
-    ASSERT_FALSE(host_check_error(*r.cb)) << format_device_error(host_check_error(*r.cb));
-    std::this_thread::yield();
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  host_request_shutdown(r.h);
-  const bool acked =
-      r.pump_until([&] { return host_shutdown_acked(r.h) || bool(host_check_error(*r.cb)); }, 5.0);
-  const double latency = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.drain();
-  ASSERT_TRUE(acked && host_shutdown_acked(r.h)) << format_device_error(host_check_error(*r.cb));
-  std::printf("shutdown acknowledged after %.3f ms\n", latency * 1e3);
-  EXPECT_LT(latency, 0.25) << "the loop should stop within about one unit (0.5 ms)";
-  EXPECT_TRUE(r.loop->wait(5.0));
-  EXPECT_FALSE(host_check_error(*r.cb));
-
-  int abandoned = 0, completed = 0;
-  for (int s = 0; s < kSlots; ++s) {
-    const uint32_t untaken = host_unconsumed(r.h, s);
-    ASSERT_LE(untaken, published[s].size());
-    const size_t taken = published[s].size() - untaken;
-    for (size_t i = 0; i < published[s].size(); ++i) {
-      const BatchDesc& d = published[s][i];
-      if (i >= taken) {
-        EXPECT_TRUE(r.of(d.pass_id, RecordKind::PassDone).empty()) << "pass " << d.pass_id << " was never taken";
-        continue;
-      }
-      const auto done = r.of(d.pass_id, RecordKind::PassDone);
-      ASSERT_EQ(done.size(), 1u) << "pass " << d.pass_id;
-      if (done[0].flags == kRecordShutdown) {
-        ++abandoned;
-        EXPECT_TRUE(r.of(d.pass_id, RecordKind::Token).empty());
-      } else {
-        ++completed;
-        check_pass_records(r, d, s, 0);
-      }
-    }
-  }
-  EXPECT_GE(abandoned, 1) << "a pass should have been running at the shutdown";
-  EXPECT_GE(completed, 1);
-  const LoopState st = r.loop->state();
-  EXPECT_TRUE(st.exited);
-}
-
-// An invalid descriptor stops the loop with BadDescriptor (slot and sequence
-// in the argument) and stays unconsumed for the host to inspect.
-TEST(GpuDeviceLoop, BadDescriptorRaisesAnError) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  Rig r(Policy::PriorityExpert);
-  r.loop->start();
-  const BatchDesc ok = make_desc(5, 4, 2, 1, PriorityClass::LS);
-  ASSERT_TRUE(r.publish(0, ok));
-  ASSERT_TRUE(r.wait_done(ok.pass_id, 5.0)) << format_device_error(host_check_error(*r.cb));
-  BatchDesc bad = make_desc(6, 4, 2, 1, PriorityClass::BE);
-  bad.n_rows = 0;
-  ASSERT_TRUE(r.publish(1, bad));
-  ASSERT_TRUE(r.pump_until([&] { return bool(host_check_error(*r.cb)); }, 5.0));
-  const DeviceError e = host_check_error(*r.cb);
-  EXPECT_EQ(e.code, ErrorCode::BadDescriptor);
-  EXPECT_EQ(e.arg, (uint64_t(1) << 32) | 1u);
-  EXPECT_NE(format_device_error(e).find("invalid batch descriptor"), std::string::npos) << format_device_error(e);
-  EXPECT_TRUE(r.loop->wait(5.0));
-  EXPECT_EQ(host_unconsumed(r.h, 1), 1u);
-  check_pass_records(r, ok, 0, 0);
-  EXPECT_TRUE(r.loop->state().exited);
-}
-
-// Expert counts the router could not have written stop the loop with
-// BadExpertCount, (slot << 32) | layer in the argument: a count above the
-// pass's rows (dense layer 1), and more rows in all than rows * top_k (MoE
-// layer 0). The loop reads only the layer's units (layer 1 writes junk past
-// counts[0] in every pass).
-void bad_counts(uint64_t pass, int slot, int layer) {
-  Rig r(Policy::PriorityExpert);
-  r.loop->start();
-  ASSERT_TRUE(r.publish(slot, make_desc(pass, 4, 2, 1, PriorityClass::BE)));
-  ASSERT_TRUE(r.pump_until([&] { return bool(host_check_error(*r.cb)); }, 5.0));
-  const DeviceError e = host_check_error(*r.cb);
-  EXPECT_EQ(e.code, ErrorCode::BadExpertCount) << format_device_error(e);
-  EXPECT_EQ(e.arg, (uint64_t(slot) << 32) | uint32_t(layer));
-  EXPECT_NE(format_device_error(e).find("expert count"), std::string::npos) << format_device_error(e);
-  EXPECT_TRUE(r.loop->wait(5.0));
-  EXPECT_TRUE(r.loop->state().exited);
-}
-
-TEST(GpuDeviceLoop, ACountAboveTheRowsRaisesBadExpertCount) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  bad_counts(kBadCountPass, 1, 1);
-}
-
-TEST(GpuDeviceLoop, TooManyExpertRowsRaiseBadExpertCount) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  bad_counts(kBadSumPass, 0, 0);
-}
-
-// A pass whose rows exceed the largest captured bucket has no attn graph:
-// GraphLaunch, with the unit in the argument.
-TEST(GpuDeviceLoop, AMissingGraphRaisesGraphLaunch) {
-  QLLM_REQUIRE_GPU();
-  REQUIRE_DEVICE_LAUNCH();
-  Rig r(Policy::PriorityExpert);
-  r.loop->start();
-  ASSERT_TRUE(r.publish(0, make_desc(7, 100, 2, 1, PriorityClass::BE)));
-  ASSERT_TRUE(r.pump_until([&] { return bool(host_check_error(*r.cb)); }, 5.0));
-  const DeviceError e = host_check_error(*r.cb);
-  EXPECT_EQ(e.code, ErrorCode::GraphLaunch) << format_device_error(e);
-  EXPECT_EQ(e.arg, no_graph_arg(0, kLaunchAttn, 0, 0, -1)) << describe_graph_launch_error(e.arg);
-  EXPECT_NE(describe_graph_launch_error(e.arg).find("exceed the largest bucket"), std::string::npos);
-  EXPECT_TRUE(r.loop->wait(5.0));
-}
-
-}  // namespace
+}  // namespace qllm::test::devloop
