@@ -244,7 +244,17 @@ void GpuDeviceBackend::stage(int slot, std::span<const cpu::SeqChunk> chunks, st
   if (stage_hook_) stage_hook_(slot, *host_);
 }
 
-bool GpuDeviceBackend::running() { return loop_ && loop_->running(); }
+// The control block says whether the loop exited: it does so only after
+// acknowledging a shutdown or raising an error. The stream is asked too, for
+// a fault (it throws then), but its "done" is not relied on alone: whether a
+// stream stays busy through a graph's tail launches is not something this
+// code depends on.
+bool GpuDeviceBackend::running() {
+  if (!loop_ || !loop_->started()) return false;
+  (void)loop_->running();  // throws qllm::Error on a fault in the loop or a unit
+  if (sched::host_check_error(*cb_)) return false;
+  return sync::load_acquire_sys(&cb_->life.dev.shutdown_ack) == 0;
+}
 
 std::string GpuDeviceBackend::bad_data_message() const { return error_word_meaning(1); }
 
