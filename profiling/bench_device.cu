@@ -1,6 +1,6 @@
-// bench_device.h. The copy kernels and their timing follow
-// bench_copy_bandwidth.cu (qllm_bench_copy), so the ceiling a model benchmark
-// reports is the number qllm_bench_copy prints for the same size.
+// bench_device.h. qllm_bench_copy (bench_copy_bandwidth.cu) prints these
+// runs, so the ceiling a model benchmark reports is the number
+// qllm_bench_copy prints for the same size.
 #include "profiling/bench_device.h"
 
 #include "kernels/cuda_check.h"

@@ -60,7 +60,6 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -390,19 +389,8 @@ int run(const Options& o, int argc, char** argv) {
   cudaStream_t side = nullptr;
   QLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
 
-  json out;
-  auto save = [&](bool complete) {
-    if (o.json_path.empty()) return;
-    out["complete"] = complete;
-    std::ofstream f(o.json_path);
-    f << out.dump(2) << "\n";
-    if (!f) fail("cannot write {}", o.json_path);
-  };
-  out["benchmark"] = "dispatch";
-  out["commit"] = bench::commit_of(o.commit);
-  out["date"] = bench::utc_now();
-  out["command"] = bench::command_line(argc, argv);
-  out["device"] = bench::device_json(report, dev);
+  json out = bench::run_header("dispatch", o.commit, argc, argv, report, dev);
+  auto save = [&](bool complete) { bench::save_json(o.json_path, out, complete); };
 
   // Blocks: decode sequences (and the LS pass) first, then the BE prompt.
   const int most_seqs = std::max(*std::max_element(o.batches.begin(), o.batches.end()), o.ls_batch);

@@ -88,7 +88,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -309,19 +308,8 @@ int run(const Options& o, int argc, char** argv) {
   QLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
 
   // Written after every section, so a run that dies part way keeps what it measured.
-  json out;
-  auto save = [&](bool complete) {
-    if (o.json_path.empty()) return;
-    out["complete"] = complete;
-    std::ofstream f(o.json_path);
-    f << out.dump(2) << "\n";
-    if (!f) fail("cannot write {}", o.json_path);
-  };
-  out["benchmark"] = "model";
-  out["commit"] = bench::commit_of(o.commit);
-  out["date"] = bench::utc_now();
-  out["command"] = bench::command_line(argc, argv);
-  out["device"] = bench::device_json(report, dev);
+  json out = bench::run_header("model", o.commit, argc, argv, report, dev);
+  auto save = [&](bool complete) { bench::save_json(o.json_path, out, complete); };
 
   // The ceilings first, while the memory is free.
   bench::CopyCeiling ceiling;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <numeric>
 
 namespace qllm::bench {
@@ -64,6 +65,23 @@ std::string command_line(int argc, char** argv) {
   std::string cmd;
   for (int i = 0; i < argc; ++i) cmd += (i ? " " : "") + std::string(argv[i]);
   return cmd;
+}
+
+nlohmann::ordered_json run_header(const std::string& benchmark, const std::string& commit, int argc, char** argv,
+                                  const cuda::DeviceReport& report, const cuda::DeviceInfo& dev) {
+  return {{"benchmark", benchmark},
+          {"commit", commit_of(commit)},
+          {"date", utc_now()},
+          {"command", command_line(argc, argv)},
+          {"device", device_json(report, dev)}};
+}
+
+void save_json(const std::string& path, nlohmann::ordered_json& out, bool complete) {
+  if (path.empty()) return;
+  out["complete"] = complete;
+  std::ofstream f(path);
+  f << out.dump(2) << "\n";
+  if (!f) fail("cannot write {}", path);
 }
 
 nlohmann::ordered_json device_json(const cuda::DeviceReport& report, const cuda::DeviceInfo& dev) {

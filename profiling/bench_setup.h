@@ -39,6 +39,13 @@ std::string command_line(int argc, char** argv);
 
 // The GPU: name, compute capability, SMs, L2, memory, runtime and driver versions.
 nlohmann::ordered_json device_json(const cuda::DeviceReport& report, const cuda::DeviceInfo& dev);
+// What every result file starts with: benchmark, commit, date, command, device.
+nlohmann::ordered_json run_header(const std::string& benchmark, const std::string& commit, int argc, char** argv,
+                                  const cuda::DeviceReport& report, const cuda::DeviceInfo& dev);
+// Writes `out` with "complete" set to `complete` to `path` (nothing when
+// empty). Programs call it after every section, so a run that dies part way
+// keeps what it measured. Throws qllm::Error when the file cannot be written.
+void save_json(const std::string& path, nlohmann::ordered_json& out, bool complete);
 // The model's shape; `layers_total`: the full model's layer count.
 nlohmann::ordered_json shape_json(const ModelDesc& d, int layers_total);
 
