@@ -23,6 +23,18 @@ std::string error_of(F&& f) {
   return {};
 }
 
+// Runs f and returns the message of the qllm::Error it throws, or an empty
+// string when it throws none (for loops that step until an error comes).
+template <typename F>
+std::string error_or_empty(F&& f) {
+  try {
+    f();
+  } catch (const qllm::Error& e) {
+    return e.what();
+  }
+  return {};
+}
+
 }  // namespace qllm::test
 
 #define EXPECT_HAS(msg, needle) EXPECT_NE((msg).find(needle), std::string::npos) << (msg)

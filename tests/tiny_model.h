@@ -17,9 +17,10 @@
 
 namespace qllm::test {
 
-// Writes the `tiny` preset of `arch` with `seed` into a fresh temporary
-// folder named after `name` and returns the folder.
-inline std::filesystem::path make_tiny(const std::string& arch, uint64_t seed, const std::string& name) {
+// Writes the `tiny` preset of `arch` with `seed` (and weights of `dtype`)
+// into a fresh temporary folder named after `name` and returns the folder.
+inline std::filesystem::path make_tiny(const std::string& arch, uint64_t seed, const std::string& name,
+                                       DType dtype = MakeModelOptions{}.dtype) {
   Progress::set_enabled(false);
   MakeModelOptions o;
   o.out_dir = temp_dir(name);
@@ -27,14 +28,16 @@ inline std::filesystem::path make_tiny(const std::string& arch, uint64_t seed, c
   o.force = true;
   o.progress = false;
   o.seed = seed;
+  o.dtype = dtype;
   make_model(o);
   return o.out_dir;
 }
 
-inline Checkpoint open_tiny(const std::string& arch, uint64_t seed, const std::string& name) {
+inline Checkpoint open_tiny(const std::string& arch, uint64_t seed, const std::string& name,
+                            DType dtype = MakeModelOptions{}.dtype) {
   CheckpointOptions co;
   co.progress = false;
-  return Checkpoint::open(make_tiny(arch, seed, name), co);
+  return Checkpoint::open(make_tiny(arch, seed, name, dtype), co);
 }
 
 // Submits each request at its arrival time (the clock idles until the next

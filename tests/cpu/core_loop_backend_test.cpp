@@ -29,16 +29,7 @@ using test::random_mix;
 using test::req;
 using test::tiny;
 
-// The message of the qllm::Error that f throws; empty when it throws none.
-template <class F>
-std::string error_or_empty(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return {};
-}
+using test::error_or_empty;
 
 EngineLimits small_limits(sched::Policy p) {
   EngineLimits lim;

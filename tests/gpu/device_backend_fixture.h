@@ -22,6 +22,7 @@
 #include "engine/gpu/device_backend.h"
 #include "engine/gpu/host_backend.h"
 #include "tests/gpu/gpu_test_buffers.h"
+#include "tests/gpu/tiny_gpu_limits.h"
 #include "tests/pass_recorder.h"
 #include "tests/tiny_model.h"
 
@@ -56,24 +57,8 @@ inline Checkpoint open_tiny(const std::string& arch, uint64_t seed) {
   return qllm::test::open_tiny(arch, seed, "devbackend-" + arch);
 }
 
-inline EngineLimits limits(sched::Policy p) {
-  EngineLimits l;
-  l.ls_slots = 1;
-  l.be_slots = 1;
-  l.max_tokens_per_step = 64;
-  l.max_seqs_per_step = 8;
-  l.prefill_chunk = 16;
-  l.kv_blocks = 256;
-  l.block_size = 8;
-  l.policy = p;
-  return l;
-}
-
-inline gpu::HostBackendConfig backend_config(const EngineLimits& l) {
-  auto c = gpu::HostBackendConfig::from(l, 1024);
-  c.gemm_workspace_bytes = size_t(8) << 20;
-  return c;
-}
+inline EngineLimits limits(sched::Policy p) { return tiny_gpu_limits(p); }
+inline gpu::HostBackendConfig backend_config(const EngineLimits& l) { return tiny_gpu_backend_config(l); }
 
 // A tiny checkpoint's weights on the GPU (they outlive every backend built on them).
 struct Weights {

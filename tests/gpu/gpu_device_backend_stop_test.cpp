@@ -28,16 +28,7 @@ using namespace qllm::test::devbackend;
 
 namespace {
 
-// The message of the qllm::Error that f throws; empty when it throws none.
-template <class F>
-std::string error_or_empty(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return {};
-}
+using test::error_or_empty;
 
 // ---------------------------------------------------------------------------
 

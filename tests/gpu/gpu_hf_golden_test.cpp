@@ -14,15 +14,14 @@
 // wrong KV row, position or expert list costs far more), and the greedy token
 // must agree wherever transformers' top two logits are further apart than the
 // error allows.
-#include "engine/common/progress.h"
 #include "engine/cpu/sampling.h"
 #include "engine/gpu/device_weights.h"
 #include "engine/gpu/host_backend.h"
 #include "engine/model/checkpoint.h"
-#include "engine/model/make_model.h"
 #include "tests/gpu/gpu_test_buffers.h"
 #include "tests/gpu_test_util.h"
 #include "tests/test_paths.h"
+#include "tests/tiny_model.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -41,22 +40,6 @@ nlohmann::json load_golden(const std::string& arch) {
   std::ifstream in(test::data_dir() / "logits" / (arch + ".json"));
   EXPECT_TRUE(in.good()) << "missing golden for " << arch;
   return nlohmann::json::parse(in);
-}
-
-Checkpoint golden_checkpoint(const std::string& arch, uint64_t seed) {
-  Progress::set_enabled(false);
-  MakeModelOptions o;
-  o.out_dir = test::temp_dir("gpu-golden-" + arch);
-  o.arch = arch;
-  o.preset = "tiny";
-  o.dtype = DType::F32;
-  o.seed = seed;
-  o.force = true;
-  o.progress = false;
-  make_model(o);
-  CheckpointOptions co;
-  co.progress = false;
-  return Checkpoint::open(o.out_dir, co);
 }
 
 double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
@@ -85,7 +68,7 @@ TEST_P(GpuHfGolden, LogitsMatchTransformers) {
   QLLM_REQUIRE_GPU();
   const std::string arch = GetParam();
   const auto g = load_golden(arch);
-  const Checkpoint ck = golden_checkpoint(arch, g["seed"].get<uint64_t>());
+  const Checkpoint ck = test::open_tiny(arch, g["seed"].get<uint64_t>(), "gpu-golden-" + arch, DType::F32);
   const int V = ck.desc().vocab;
   test::Stream st;
   const gpu::DeviceWeights w = gpu::DeviceWeights::upload(ck, st.get(), {.progress = false});

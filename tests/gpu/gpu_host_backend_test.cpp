@@ -33,6 +33,7 @@
 #include "engine/gpu/host_backend.h"
 #include "engine/model/make_model.h"
 #include "tests/gpu/gpu_test_buffers.h"
+#include "tests/gpu/tiny_gpu_limits.h"
 #include "tests/gpu_test_util.h"
 #include "tests/test_errors.h"
 #include "tests/test_paths.h"
@@ -56,23 +57,10 @@ Checkpoint open_tiny(const std::string& arch, uint64_t seed) {
   return qllm::test::open_tiny(arch, seed, "hostbackend-" + arch);
 }
 
-EngineLimits limits(sched::Policy p) {
-  EngineLimits l;
-  l.ls_slots = 1;
-  l.be_slots = 1;
-  l.max_tokens_per_step = 64;
-  l.max_seqs_per_step = 8;
-  l.prefill_chunk = 16;
-  l.kv_blocks = 256;
-  l.block_size = 8;
-  l.policy = p;
-  return l;
-}
+EngineLimits limits(sched::Policy p) { return tiny_gpu_limits(p); }
 
 gpu::HostBackendConfig backend_config() {
-  auto c = gpu::HostBackendConfig::from(limits(sched::Policy::PriorityExpert), 1024);
-  c.gemm_workspace_bytes = size_t(8) << 20;
-  return c;
+  return tiny_gpu_backend_config(limits(sched::Policy::PriorityExpert));
 }
 
 // The backend with its weights, for one tiny model.
