@@ -111,7 +111,8 @@ void LoopBackend::cancel(uint64_t pass_id) {
 
 size_t LoopBackend::drain(std::vector<PassResult>& done, std::vector<UnitRecord>* units, const Clock& clock) {
   size_t passes = 0;
-  std::vector<sched::OutputRecord> recs;
+  std::vector<sched::OutputRecord>& recs = drained_;  // kept between calls: collect() polls in a loop
+  recs.clear();
   sched::host_drain_output(drain_, [&](const sched::OutputRecord& r) { recs.push_back(r); });
   if (recs.empty()) return 0;
   if (!have_offset_) {  // each record was written before now: an upper bound of the offset

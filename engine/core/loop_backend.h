@@ -94,6 +94,7 @@ class LoopBackend : public PassBackend {
   std::vector<std::vector<int32_t>> tokens_;         // per slot: the running pass's tokens so far
   std::vector<double> taken_s_;                      // per slot: the running pass's PassStart (-1: none)
   std::deque<uint64_t> cancels_;                     // not yet in the ring (it was full)
+  std::vector<sched::OutputRecord> drained_;         // the records of the last drain
   double offset_s_ = 0;
   bool have_offset_ = false;
   std::string failure_;                              // set once the loop failed
