@@ -46,6 +46,7 @@ namespace qllm::sched {
 inline constexpr uint32_t kControlBlockMagic = 0x42434C51u;  // "QLCB" little-endian
 inline constexpr uint32_t kControlBlockVersion = 2;
 inline constexpr uint32_t kCancelCapacity = 64;  // pending cancellations the ring holds
+inline constexpr uint16_t kMetaBuffers = 2;      // device metadata buffers per slot (BatchDesc::meta_index)
 
 // ---------------------------------------------------------------------------
 // Payload types
@@ -53,7 +54,10 @@ inline constexpr uint32_t kCancelCapacity = 64;  // pending cancellations the ri
 // One batch: what a slot's next pass is. Small on purpose: positions, block
 // tables and sequence lengths are copied by the host into the slot's device
 // metadata buffer `meta_index` (and that copy completed) before the batch is
-// published; the pass's kernels read them there.
+// published; the pass's begin unit makes that buffer the one its kernels
+// read. Two buffers per slot: the host stages a pass queued behind the
+// running one into the buffer the running one does not use (the buffer of
+// publish sequence s is s % 2).
 struct BatchDesc {
   uint64_t pass_id;     // engine-wide id of the pass, never 0
   uint32_t n_rows;      // token rows (decode tokens + prompt chunk tokens), >= 1
@@ -462,7 +466,8 @@ inline void host_set_ls_pending(HostEnd& h, bool pending) {
 
 QLLM_HD inline bool valid_batch(const BatchDesc& d) {
   return d.pass_id != 0 && d.n_rows >= 1 && d.n_seqs >= 1 && d.n_seqs <= d.n_rows &&
-         d.n_sample <= d.n_seqs && (d.cls == PriorityClass::LS || d.cls == PriorityClass::BE);
+         d.n_sample <= d.n_seqs && d.meta_index < kMetaBuffers &&
+         (d.cls == PriorityClass::LS || d.cls == PriorityClass::BE);
 }
 
 QLLM_HD inline bool device_raise_error(DeviceEnd& d, ErrorCode code, uint64_t arg);
@@ -488,6 +493,16 @@ QLLM_HD inline bool device_poll_batch(DeviceEnd& d, int slot, BatchDesc* out) {
   d.consumed[slot] = s;
   *out = desc;
   return true;
+}
+
+// Device. The pass id of the slot's k-th published batch the device has not
+// taken yet (k = 1 or 2), 0 when it knows of none. Reads host memory (the
+// descriptor, written before the publish sequence it acquired); that buffer is
+// not rewritten before the batch is taken.
+QLLM_HD inline uint64_t device_untaken_pass(const DeviceEnd& d, int slot, int k) {
+  const uint64_t s = d.consumed[slot] + uint64_t(k);
+  if (k < 1 || k > 2 || d.published_seen[slot] < s) return 0;
+  return d.cb->slot[slot].host.desc[s % 2].pass_id;
 }
 
 // Device. Publish sequence of the batch last taken from the slot (0: none).

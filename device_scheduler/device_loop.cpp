@@ -79,7 +79,7 @@ std::string describe_graph_launch_error(uint64_t arg) {
     const uint32_t slot = uint32_t(arg >> 56) & 0xfu, kind = uint32_t(arg >> 48) & 0xfu;
     const uint32_t layer = uint32_t(arg >> 32) & 0xffffu, expert = uint32_t(arg >> 16) & 0xffffu;
     const uint32_t bucket = uint32_t(arg) & 0xffffu;
-    if (kind == kLaunchBegin) return fmt::format("slot {}: no begin graph", slot);
+    if (kind == kLaunchBegin) return fmt::format("slot {}: no begin graph for metadata buffer {}", slot, bucket);
     std::string what = kind_name(kind);
     if (kind == kLaunchExpert) what = fmt::format("expert {} of layer {}", expert, layer);
     else if (kind == kLaunchAttn || kind == kLaunchDecodeAttn) what += fmt::format(" of layer {}", layer);

@@ -47,7 +47,8 @@ struct GpuExec {
 
   __device__ bool launch_begin(int slot, const BatchDesc& d) {
     if (BatchDesc* p = t->slot[slot].desc) *p = d;
-    return launch(t->begin[slot], no_graph_arg(slot, kLaunchBegin, 0, 0, 0));
+    const cudaGraphExec_t g = d.meta_index < kMetaBuffers ? t->begin[slot * kMetaBuffers + d.meta_index] : nullptr;
+    return launch(g, no_graph_arg(slot, kLaunchBegin, 0, 0, d.meta_index));
   }
 
   __device__ bool launch_unit(int slot, const BatchDesc& d, const Cursor& c, const LoopSlot& ls) {

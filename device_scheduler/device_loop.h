@@ -6,7 +6,7 @@
 //   GpuLoopTables t;                          // unit graphs and per-slot device buffers
 //   t.main = table.upload(stream);            // attn (prefill kernel), expert, head
 //   t.decode = decode_table.upload(stream);   // attn with the decode kernel
-//   t.begin = d_begin;                        // device array [slots] of begin graphs
+//   t.begin = d_begin;                        // device array [slots][2] of begin graphs (per metadata buffer)
 //   t.slot[s] = {counts, error, tokens_out};  // device pointers, per slot
 //   t.units[l] = experts or 1; t.fanout[l] = top_k or 1;
 //   DeviceLoop loop(cb, cfg, t, stream);      // cb: host view, cudaHostAllocMapped
@@ -59,7 +59,9 @@ struct GpuLoopTables {
   graphs::DeviceGraphTable main;    // attn (prefill kernel), expert, head
   graphs::DeviceGraphTable decode;  // attn with the decode kernel, for kBatchDecodeOnly passes
                                     // (execs == nullptr: those use main's attn too)
-  const cudaGraphExec_t* begin = nullptr;  // device array [slots]: the begin (embedding) unit
+  // device array [slots][kMetaBuffers]: the begin unit of a pass whose
+  // metadata is in the slot's buffer m (copies it in, then the embedding)
+  const cudaGraphExec_t* begin = nullptr;
   GpuLoopSlot slot[kMaxSlots];
   int32_t units[kMaxLayers] = {};   // expert units of layer l: experts of a MoE layer, 1 for a dense one
   int32_t fanout[kMaxLayers] = {};  // rows each token sends to experts: top_k of a MoE layer, 1 for a dense one
@@ -74,7 +76,8 @@ static_assert(std::is_trivially_copyable_v<GpuLoopTables> && std::is_trivially_c
 //   bit 62 set: the loop's own tail launch failed; low 32 bits: the cudaError_t;
 //   bit 63 set: no graph for the unit: bits 56..59 the slot, 48..51 the
 //       kind (kLaunch*), 32..47 the layer, 16..31 the expert id, 0..15 the
-//       bucket (0xffff: the rows exceed the largest bucket).
+//       bucket (0xffff: the rows exceed the largest bucket; for begin: the
+//       metadata buffer).
 inline constexpr uint64_t kLaunchNoGraph = 1ull << 63;
 inline constexpr uint64_t kLaunchRelaunch = 1ull << 62;
 inline constexpr uint32_t kLaunchAttn = 0, kLaunchExpert = 1, kLaunchHead = 2, kLaunchBegin = 3,

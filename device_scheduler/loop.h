@@ -23,16 +23,20 @@
 //      when it moved are the shutdown request, the policy, the slots'
 //      publish sequences, promotions and cancellations read; a shutdown
 //      request stops the taking of batches;
-//   3. free slots take the next batch the host published (device_poll_batch;
-//      a PassStart record says when); a promoted BE pass counts as LS;
-//   4. cancellations from the host: a running pass they name ends at this
-//      boundary (PassDone with kRecordCancelled, no tokens); a pass not
-//      taken yet is not affected (the host drops its tokens instead);
-//   5. passes that ended push their Token records and their PassDone; a full
+//   3. cancellations from the host: a running pass they name ends at this
+//      boundary (PassDone with kRecordCancelled, no tokens); a pass published
+//      behind a busy slot's pass and not taken yet is marked, and ends the
+//      moment the slot takes it, before its first unit;
+//   4. passes that ended push their Token records and their PassDone; a full
 //      ring keeps them for a later cycle (the slot takes no new batch until
 //      its PassDone is out). At shutdown every running pass is abandoned
 //      first (PassDone with kRecordShutdown), and once every record is out
 //      the loop acknowledges and exits;
+//   5. free slots take the next batch the host published (device_poll_batch;
+//      a PassStart record says when); a promoted BE pass counts as LS. This
+//      comes after 4, so a slot whose pass ended this cycle takes the batch
+//      the host queued behind it at once: back-to-back passes of one slot
+//      need no host round trip;
 //   6. the policy (pick_slot) chooses a slot and the cycle launches its next
 //      unit: begin (the embedding) once per pass, then attn / expert / head
 //      as its cursor says. Nothing to run: a bounded idle wait that ends
@@ -84,6 +88,7 @@ struct LoopSlot {
   uint32_t pushed;     // Token records pushed while flushing
   uint32_t emit_tokens;  // Token records to push (n_sample after a head, else 0)
   int32_t n_experts;     // experts with rows in the cursor's layer
+  uint64_t cancelled_untaken[2];  // cancelled passes published to the slot and not taken yet (0: none)
   int16_t expert_id[kMaxLoopExperts];
   int32_t expert_rows[kMaxLoopExperts];
 };
@@ -273,7 +278,7 @@ QLLM_HD inline LoopAction loop_cycle(LoopState& L, Exec& x) {
     return LoopAction::Exit;
   }
 
-  // 2.-4. the host's news: one read of the doorbell; the other flags only
+  // 2.-3. the host's news: one read of the doorbell; the other flags only
   //        when it moved
   const uint64_t bell = device_read_doorbell(L.end);
   const bool news = bell != L.end.doorbell_seen;
@@ -282,8 +287,44 @@ QLLM_HD inline LoopAction loop_cycle(LoopState& L, Exec& x) {
     device_read_policy(L.end, &L.cfg.policy);
     for (int s = 0; s < n; ++s) device_refresh_published(L.end, s);
   }
-  // 3. new batches for free slots
-  for (int s = 0; s < n && !shutdown; ++s) {
+  if (news) {
+    for (int s = 0; s < n; ++s)  // promotions of running BE passes
+      if (L.table.slot[s].active && L.table.slot[s].cls == PriorityClass::BE && device_promoted(L.end, s))
+        L.table.slot[s].cls = PriorityClass::LS;
+    // 3. cancellations: a running pass they name ends at this boundary; a
+    //    pass queued behind a busy slot's pass ends when the slot takes it
+    device_poll_cancels(L.end, [&](uint64_t id) {
+      for (int s = 0; s < n; ++s) {
+        if (L.table.slot[s].active && L.slot[s].desc.pass_id == id) end_pass(L, s, kRecordCancelled, 0);
+        // the cancel was written after the publish it names: read the publish sequence again
+        device_refresh_published(L.end, s);
+        for (int k = 1; k <= 2; ++k)
+          if (device_untaken_pass(L.end, s, k) == id) L.slot[s].cancelled_untaken[k - 1] = id;
+      }
+    });
+    device_doorbell_taken(L.end, bell);
+  }
+
+  // 4. push the records of passes that ended; at shutdown, abandon the
+  //    running ones first, then acknowledge once everything is out
+  bool all_out = true;
+  for (int s = 0; s < n; ++s) {
+    if (shutdown && L.table.slot[s].active) end_pass(L, s, kRecordShutdown, 0);
+    if (L.slot[s].flushing && !flush(L, s, x, now)) all_out = false;
+  }
+  if (shutdown) {
+    if (all_out) {
+      device_ack_shutdown(L.end);
+      L.exited = 1;
+      return LoopAction::Exit;
+    }
+    x.sleep_ns(L.cfg.idle_poll_ns);  // the drain makes room
+    return LoopAction::Relaunch;
+  }
+
+  // 5. new batches for free slots (after the flush, so a slot whose pass
+  //    ended this cycle takes the batch queued behind it at once)
+  for (int s = 0; s < n; ++s) {
     if (!slot_free(L, s) || !device_batch_known(L.end, s)) continue;
     BatchDesc d;
     if (!device_poll_batch(L.end, s, &d)) {
@@ -305,34 +346,12 @@ QLLM_HD inline LoopAction loop_cycle(LoopState& L, Exec& x) {
     r.slot = uint8_t(s);
     r.kind = RecordKind::PassStart;
     device_push_output(L.end, r);  // may be dropped (counted), never blocks
-  }
-  if (news) {
-    for (int s = 0; s < n; ++s)  // promotions of running BE passes
-      if (L.table.slot[s].active && L.table.slot[s].cls == PriorityClass::BE && device_promoted(L.end, s))
-        L.table.slot[s].cls = PriorityClass::LS;
-    // 4. cancellations: a running pass they name ends at this boundary
-    device_poll_cancels(L.end, [&](uint64_t id) {
-      for (int s = 0; s < n; ++s)
-        if (L.table.slot[s].active && L.slot[s].desc.pass_id == id) end_pass(L, s, kRecordCancelled, 0);
-    });
-    device_doorbell_taken(L.end, bell);
-  }
-
-  // 5. push the records of passes that ended; at shutdown, abandon the
-  //    running ones first, then acknowledge once everything is out
-  bool all_out = true;
-  for (int s = 0; s < n; ++s) {
-    if (shutdown && L.table.slot[s].active) end_pass(L, s, kRecordShutdown, 0);
-    if (L.slot[s].flushing && !flush(L, s, x, now)) all_out = false;
-  }
-  if (shutdown) {
-    if (all_out) {
-      device_ack_shutdown(L.end);
-      L.exited = 1;
-      return LoopAction::Exit;
-    }
-    x.sleep_ns(L.cfg.idle_poll_ns);  // the drain makes room
-    return LoopAction::Relaunch;
+    for (uint64_t& c : ls.cancelled_untaken)
+      if (c == d.pass_id) {  // cancelled while it waited: ends before its first unit
+        c = 0;
+        end_pass(L, s, kRecordCancelled, 0);
+        all_out = false;  // its PassDone goes out next cycle
+      }
   }
 
   // 6. the policy's pick

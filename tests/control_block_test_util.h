@@ -57,7 +57,7 @@ inline BatchDesc make_desc(uint64_t pass_id) {
   d.n_rows = 1 + uint32_t(h % 4096);
   d.n_seqs = uint16_t(1 + (h >> 12) % std::min<uint32_t>(d.n_rows, 64));
   d.n_sample = uint16_t((h >> 24) % (d.n_seqs + 1u));
-  d.meta_index = uint16_t(h >> 32);
+  d.meta_index = uint16_t((h >> 32) % kMetaBuffers);
   d.bucket = uint16_t(h >> 48);
   d.cls = (pass_id % 3 == 0) ? PriorityClass::LS : PriorityClass::BE;
   return d;

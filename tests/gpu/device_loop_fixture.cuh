@@ -4,7 +4,8 @@
 // into the graph tables of 2 slots, 2 layers (layer 0 MoE: 4 experts, top-2;
 // layer 1 dense), 4 buckets. The loop writes each pass's descriptor into the
 // slot's device buffer before its begin unit, and the fake units read it there:
-//   begin   logs itself
+//   begin   logs itself and which of the slot's two begin graphs (metadata
+//           buffers) ran: the loop must pick the descriptor's meta_index
 //   attn    writes the layer's expert counts, a function of the pass id and
 //           the layer (fake_count); for the dense layer it also writes junk
 //           past counts[0], which the loop must not read; pass kBadDataPass
@@ -122,8 +123,8 @@ __device__ void log_unit(DevLog* log, uint64_t pass, int slot, int kind, int lay
   if (i < kLogCap) log->e[i] = LogEntry{pass, slot, kind, layer, expert, bucket, 0};
 }
 
-__global__ void fake_begin(const BatchDesc* desc, int slot, DevLog* log) {
-  log_unit(log, desc->pass_id, slot, int(kLaunchBegin), -1, -1, -1);
+__global__ void fake_begin(const BatchDesc* desc, int slot, int meta, DevLog* log) {
+  log_unit(log, desc->pass_id, slot, int(kLaunchBegin), -1, -1, meta);
 }
 
 __global__ void fake_attn(const BatchDesc* desc, int slot, int layer, int bucket, int decode, int32_t* counts,
@@ -157,6 +158,7 @@ inline BatchDesc make_desc(uint64_t id, uint32_t rows, uint16_t seqs, uint16_t s
   d.n_rows = rows;
   d.n_seqs = seqs;
   d.n_sample = sample;
+  d.meta_index = uint16_t(id % kMetaBuffers);  // both begin graphs of each slot get used
   d.cls = cls;
   d.flags = seqs == rows ? kBatchDecodeOnly : 0;
   return d;
@@ -180,7 +182,7 @@ struct Expected {
 inline Expected expect_pass(const BatchDesc& d, int slot) {
   Expected x;
   const uint64_t p = d.pass_id;
-  x.log.push_back({p, slot, int32_t(kLaunchBegin), -1, -1, -1, 0});
+  x.log.push_back({p, slot, int32_t(kLaunchBegin), -1, -1, int32_t(d.meta_index), 0});
   const bool decode = d.flags & kBatchDecodeOnly;
   for (int l = 0; l < kLayers; ++l) {
     x.log.push_back({p, slot, int32_t(decode ? kLaunchDecodeAttn : kLaunchAttn), l, -1,
@@ -236,7 +238,7 @@ struct Rig {
   int32_t* d_tokens[kSlots] = {};
   BatchDesc* d_desc[kSlots] = {};
   std::unique_ptr<graphs::GraphTable> main, decode;
-  cudaGraphExec_t begin[kSlots] = {};
+  cudaGraphExec_t begin[kSlots * kMetaBuffers] = {};  // [slot][metadata buffer]
   cudaGraphExec_t* d_begin = nullptr;
   GpuLoopTables tables;
   std::unique_ptr<DeviceLoop> loop;
@@ -305,7 +307,9 @@ struct Rig {
       int32_t* counts = d_counts[s];
       int32_t* error = d_error[s];
       int32_t* tokens = d_tokens[s];
-      begin[s] = cap("begin", [=](cudaStream_t cs) { fake_begin<<<1, 1, 0, cs>>>(desc, s, log); });
+      for (int m = 0; m < kMetaBuffers; ++m)
+        begin[s * kMetaBuffers + m] =
+            cap("begin", [=](cudaStream_t cs) { fake_begin<<<1, 1, 0, cs>>>(desc, s, m, log); });
       for (int l = 0; l < kLayers; ++l) {
         for (int b = 0; b < kBuckets; ++b) {
           main->set(s, UnitKind::Attn, l, 0, b, cap("attn", [=](cudaStream_t cs) {

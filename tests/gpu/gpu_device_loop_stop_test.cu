@@ -41,7 +41,8 @@ TEST(DeviceLoopHost, DescribesGraphLaunchErrors) {
             "slot 1: no graph for expert 3 of layer 2 at bucket 4 (16 rows)");
   EXPECT_EQ(describe_graph_launch_error(no_graph_arg(0, kLaunchAttn, 5, 0, -1)),
             "slot 0: no graph for attn of layer 5: the rows exceed the largest bucket");
-  EXPECT_EQ(describe_graph_launch_error(no_graph_arg(3, kLaunchBegin, 0, 0, 0)), "slot 3: no begin graph");
+  EXPECT_EQ(describe_graph_launch_error(no_graph_arg(3, kLaunchBegin, 0, 0, 1)),
+            "slot 3: no begin graph for metadata buffer 1");
   EXPECT_NE(describe_graph_launch_error(kLaunchRelaunch | uint64_t(cudaErrorInvalidValue)).find("tail launch"),
             std::string::npos);
   EXPECT_NE(describe_graph_launch_error(uint64_t(cudaErrorInvalidValue)).find("cudaErrorInvalidValue"),
