@@ -173,6 +173,7 @@ json build_trace(const TraceInfo& info, const std::vector<UnitRecord>& units,
                  {"layer", attn || expert ? int(c.layer) : -1},
                  {"expert", expert ? int(c.expert) : -1},
                  {"pass", s.pass}};
+    if (u.pass_id != 0) args["pass_id"] = u.pass_id;  // the device dispatcher's engine-wide pass id
     events.push_back(
         {start, 1, complete(unit_name(c), kind_name(c.kind), slot_tid(u.slot), start, end, std::move(args))});
     if (c.kind == sched::UnitKind::Head || c.kind == sched::UnitKind::Done) {

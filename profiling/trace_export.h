@@ -14,9 +14,10 @@
 //     unit is a complete event named "attn L3", "expert L3 #1" (#: the
 //     position among the layer's experts that received tokens, the cursor's
 //     expert field) or "head", category its kind, args {slot, class, layer,
-//     expert, pass}; layer and expert are -1 where they do not apply (expert
-//     of an attn unit, both for the head). pass counts the slot's passes from
-//     0; a pass ends with its head unit;
+//     expert, pass, and pass_id where the backend names the unit's pass (the
+//     device dispatcher)}; layer and expert are -1 where they do not apply
+//     (expert of an attn unit, both for the head). pass counts the slot's
+//     passes from 0; a pass ends with its head unit;
 //   - a preempted pass: when a unit that is not a head is followed by another
 //     slot's unit, the slot's track gets a slice "preempted" (category
 //     "preemption") from the end of that unit to the start of the pass's next

@@ -1,7 +1,8 @@
 // A PassBackend that forwards to another and keeps what went through it:
-// every published pass (slot, id, class, chunks, sampling) in publish order
-// and every result. `on_result` runs as each result comes in, before the
-// engine can publish the slot's next pass (the GPU tests read the slot's
+// every published pass (slot, id, class, chunks, sampling, whether it was
+// queued behind a running one) in publish order and every result.
+// `on_result` runs as each result comes in, before the engine can publish
+// another pass (with no pass queued behind, the GPU tests read the slot's
 // logits there).
 #pragma once
 
@@ -22,7 +23,8 @@ struct RecordedPass {
   std::vector<std::vector<int32_t>> tables;
   std::vector<bool> logits;
   std::vector<SampleSpec> sampling;
-  PassResult result;  // once it came in (slot -1 until then)
+  bool queued = false;  // published while an earlier pass of its slot had not ended
+  PassResult result;    // once it came in (slot -1 until then)
 
   std::vector<cpu::SeqChunk> chunks() const {
     std::vector<cpu::SeqChunk> c;
@@ -49,6 +51,7 @@ class PassRecorder final : public PassBackend {
       p.logits.push_back(c.logits);
     }
     p.sampling.assign(sampling.begin(), sampling.end());
+    for (const auto& q : passes) p.queued = p.queued || (q.slot == slot && q.result.slot < 0);
     inner_.publish(slot, pass_id, cls, chunks, sampling);
     index_[pass_id] = passes.size();
     passes.push_back(std::move(p));

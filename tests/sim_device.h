@@ -21,6 +21,7 @@
 #include "engine/common/error.h"
 #include "engine/core/loop_backend.h"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -81,8 +82,24 @@ class SimDevice final : public LoopBackend::Device {
   SimDevice& operator=(const SimDevice&) = delete;
 
   sched::ControlBlock* control_block() { return cb_; }
-  void stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) override {
-    cpu_.begin(slot, chunks, sampling);  // the slot has no pass on the "device": its state is the host's
+  // The pass's chunks are copied into the slot's buffer `meta`; the loop's
+  // begin unit starts the CPU pass from them (the other buffer may hold the
+  // pass running now). The publish that follows orders these writes before
+  // the loop's reads, as on the GPU.
+  void stage(int slot, int meta, std::span<const cpu::SeqChunk> chunks,
+             std::span<const SampleSpec> sampling) override {
+    QLLM_CHECK(meta == 0 || meta == 1);
+    Staged& st = staged_[size_t(slot)][size_t(meta)];
+    st.tokens.clear();
+    st.tables.clear();
+    st.chunks.clear();
+    for (const auto& c : chunks) {
+      st.tokens.emplace_back(c.tokens.begin(), c.tokens.end());
+      st.tables.emplace_back(c.block_table.begin(), c.block_table.end());
+    }
+    for (size_t i = 0; i < chunks.size(); ++i)
+      st.chunks.push_back({st.tokens[i], chunks[i].start_pos, st.tables[i], chunks[i].logits});
+    st.sampling.assign(sampling.begin(), sampling.end());
   }
   bool running() override { return running_.load(std::memory_order_acquire); }
 
@@ -113,7 +130,12 @@ class SimDevice final : public LoopBackend::Device {
       if (ns < 2000) std::this_thread::yield();
       else std::this_thread::sleep_for(std::chrono::nanoseconds(ns));
     }
-    bool launch_begin(int, const sched::BatchDesc&) { return true; }  // stage() ran the CPU's begin
+    bool launch_begin(int slot, const sched::BatchDesc& d) {
+      if (d.meta_index > 1) return false;
+      const Staged& st = dev->staged_[size_t(slot)][d.meta_index];
+      dev->cpu_.begin(slot, st.chunks, st.sampling);
+      return true;
+    }
     bool launch_unit(int slot, const sched::BatchDesc&, const sched::Cursor& c, const sched::LoopSlot&) {
       if (dev->opt_.unit_pause.count() > 0) std::this_thread::sleep_for(dev->opt_.unit_pause);
       const int n = dev->cpu_.run(slot, c);
@@ -152,8 +174,15 @@ class SimDevice final : public LoopBackend::Device {
     void operator()(char* p) const { std::free(p); }
   };
 
+  struct Staged {  // one metadata buffer: a pass's chunks, owning their data
+    std::vector<std::vector<int32_t>> tokens, tables;
+    std::vector<cpu::SeqChunk> chunks;
+    std::vector<SampleSpec> sampling;
+  };
+
   CpuBackend cpu_;
   SimDeviceOptions opt_;
+  std::vector<std::array<Staged, 2>> staged_{sched::kMaxSlots};  // per slot, per metadata buffer
   std::unique_ptr<char, Free> mem_;
   sched::ControlBlock* cb_ = nullptr;
   std::unique_ptr<sched::LoopState> state_;

@@ -79,6 +79,9 @@ const std::vector<Key>& keys() {
        "anti-starvation: a BE pass whose batch has waited this long is scheduled as LS "
        "(0 disables)",
        {}, 0, kInf},
+      {"scheduler.queue_prefill", &EngineConfig::scheduler_queue_prefill,
+       "device dispatcher: while a slot's pass runs, publish a pass of prompt chunks behind it "
+       "(in the slot's second metadata buffer), so the GPU starts it with no host round trip"},
       {"kv_cache.block_size", &EngineConfig::kv_block_size, "tokens per KV-cache block",
        {"8", "16", "32", "64"}},
       {"kv_cache.num_blocks", &EngineConfig::kv_num_blocks,

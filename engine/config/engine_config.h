@@ -34,6 +34,7 @@ struct EngineConfig {
   int64_t scheduler_max_seqs_per_step = 32;
   int64_t scheduler_prefill_chunk = 128;
   double scheduler_be_max_wait_s = 5.0;
+  bool scheduler_queue_prefill = true;
 
   // kv_cache
   int64_t kv_block_size = 16;

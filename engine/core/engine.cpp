@@ -14,19 +14,33 @@ struct Engine::Seq {
   std::vector<int32_t> tokens;  // prompt, then sampled tokens
   int computed = 0;             // positions whose KV is written
   int outputs = 0;
-  int in_slot = -1;
+  int in_slot = -1;             // the slot of its passes (-1: in none)
+  int passes = 0;               // passes it is in (2: a prompt chunk queued behind the running one)
+  int inflight = 0;             // its tokens in those passes (the next chunk starts at computed + inflight)
   bool has_blocks = false;
-  bool cancelled = false;  // ends when its pass finishes
+  bool cancelled = false;  // ends when its last pass finishes
+  bool stale = false;      // its queued chunk is stale: no chunk is queued after it
+};
+
+struct Engine::Part {
+  uint64_t id;
+  int n;
+  bool logits;
+  bool stale = false;  // continues a chunk whose pass ended without it: computed on bad KV, dropped
+};
+
+struct Engine::PassWork {
+  uint64_t id = 0;  // PassBackend pass id (0 over a UnitBackend)
+  std::vector<Part> parts;
+  bool started = false;  // PassBackend: one of its units was reported
+  sched::Cursor cursor;  // PassBackend: the unit reported last
 };
 
 struct Engine::SlotWork {
   PriorityClass cls = PriorityClass::BE;
-  struct Part {
-    uint64_t id;
-    int n;
-    bool logits;
-  };
-  std::vector<Part> parts;
+  // The running pass first; over a PassBackend (queue_prefill) a pass of
+  // prompt chunks may be queued behind it.
+  std::deque<PassWork> passes;
 };
 
 Engine::Engine(Backend& backend, const EngineLimits& limits, Clock& clock)
@@ -43,7 +57,6 @@ Engine::Engine(Backend& backend, const EngineLimits& limits, Clock& clock)
     slots_.push_back(std::make_unique<SlotWork>());
     slots_.back()->cls = i < lim_.ls_slots ? PriorityClass::LS : PriorityClass::BE;
   }
-  slot_pass_.assign(size_t(table_.n_slots), 0);
   if (passes_) {
     sched::PolicyParams p;
     p.policy = lim_.policy;
@@ -86,13 +99,27 @@ void Engine::submit(Request r) {
   batches_may_form_ = true;
 }
 
-bool Engine::form_batch(int slot) {
+// A pass queued behind a running one (queued == true) holds prompt chunks
+// only: chunks of waiting prompts, and next chunks of prompts whose current
+// chunk is in the running pass (it writes their KV before the queued pass
+// runs). It forms only while no sequence of the class waits to decode, so
+// decode rows are never split from the batch they would join.
+bool Engine::form_batch(int slot, bool queued) {
   auto& w = *slots_[size_t(slot)];
-  w.parts.clear();
+  PassWork pass;
   // Candidates of the slot's class, oldest first.
   std::vector<Seq*> cand;
-  for (auto& [id, s] : seqs_)
-    if (s->in_slot < 0 && s->req.cls == w.cls) cand.push_back(s.get());
+  for (auto& [id, s] : seqs_) {
+    Seq* q = s.get();
+    if (q->req.cls != w.cls) continue;
+    const bool prefill = q->computed + q->inflight < int(q->req.prompt.size());
+    if (q->in_slot < 0) {
+      if (queued && !prefill) return false;  // a decode row waits: it joins the next full pass
+      cand.push_back(q);
+    } else if (queued && q->in_slot == slot && q->passes == 1 && prefill && !q->cancelled && !q->stale) {
+      cand.push_back(q);  // its next chunk, behind the one running
+    }
+  }
   std::stable_sort(cand.begin(), cand.end(),
                    [](const Seq* a, const Seq* b) { return a->req.arrival_s < b->req.arrival_s; });
   int tokens = 0;
@@ -109,11 +136,10 @@ bool Engine::form_batch(int slot) {
     }
     const auto bt = blocks_->block_table(int64_t(s->req.id));
     tables.emplace_back(bt.begin(), bt.end());
-    chunks.push_back({std::span(s->tokens).subspan(size_t(s->computed), size_t(n)), s->computed,
-                      tables.back(), logits});
-    w.parts.push_back({s->req.id, n, logits});
+    const int start = s->computed + s->inflight;
+    chunks.push_back({std::span(s->tokens).subspan(size_t(start), size_t(n)), start, tables.back(), logits});
+    pass.parts.push_back({s->req.id, n, logits});
     if (logits) sampling.push_back({s->req.sampling, uint64_t(s->outputs)});
-    s->in_slot = slot;
     tokens += n;
     auto& t = timings_[s->req.id];
     if (t.first_scheduled_s < 0) t.first_scheduled_s = clock_.now();
@@ -121,34 +147,34 @@ bool Engine::form_batch(int slot) {
   const int prompt_len_limit = lim_.prefill_chunk;
   for (int phase = 0; phase < 2; ++phase) {  // decode tokens first, then prompt chunks
     for (Seq* s : cand) {
-      if (int(w.parts.size()) >= lim_.max_seqs_per_step || tokens >= lim_.max_tokens_per_step) break;
-      if (s->in_slot >= 0) continue;
+      if (int(pass.parts.size()) >= lim_.max_seqs_per_step || tokens >= lim_.max_tokens_per_step) break;
       const int prompt = int(s->req.prompt.size());
-      const bool decoding = s->computed >= prompt;
+      const int start = s->computed + s->inflight;
+      const bool decoding = start >= prompt;
       if (decoding != (phase == 0)) continue;
       if (decoding) {
         add(s, 1, true);
       } else {
-        const int n = std::min({prompt - s->computed, prompt_len_limit, lim_.max_tokens_per_step - tokens});
-        add(s, n, s->computed + n == prompt);
+        const int n = std::min({prompt - start, prompt_len_limit, lim_.max_tokens_per_step - tokens});
+        add(s, n, start + n == prompt);
       }
     }
   }
-  if (w.parts.empty()) return false;
+  if (pass.parts.empty()) return false;
   if (units_) {
     units_->begin(slot, chunks, sampling);
   } else {
-    const uint64_t id = ++next_pass_id_;
-    try {
-      passes_->publish(slot, id, w.cls, chunks, sampling);
-    } catch (...) {  // nothing was handed over: the sequences wait as before
-      for (const auto& part : w.parts) seqs_.at(part.id)->in_slot = -1;
-      w.parts.clear();
-      throw;
-    }
-    slot_pass_[size_t(slot)] = id;
+    pass.id = ++next_pass_id_;
+    passes_->publish(slot, pass.id, w.cls, chunks, sampling);  // throws: nothing was handed over
   }
-  sched::publish(table_.slot[slot], w.cls, now_ns());
+  for (const auto& part : pass.parts) {
+    Seq& s = *seqs_.at(part.id);
+    s.in_slot = slot;
+    s.passes += 1;
+    s.inflight += part.n;
+  }
+  w.passes.push_back(std::move(pass));
+  if (w.passes.size() == 1) sched::publish(table_.slot[slot], w.cls, now_ns());
   return true;
 }
 
@@ -168,28 +194,48 @@ void Engine::run_unit(int slot) {
   sched::advance(st, backend_.desc().layers, experts);
 }
 
+// Takes one part of the slot's front pass off its sequence; true when the
+// sequence is in no other pass (it is the slot's no longer).
+bool Engine::leave_pass(Seq& s, const Part& part) {
+  s.passes -= 1;
+  s.inflight -= part.n;
+  if (part.stale) s.stale = false;
+  QLLM_CHECK(s.passes >= 0 && s.inflight >= 0);
+  if (s.passes == 0) s.in_slot = -1;
+  return s.passes == 0;
+}
+
+// The slot's front pass ended with `sampled` (one token per part with logits).
 void Engine::finish_pass(int slot, std::vector<TokenEvent>& out, const std::vector<int32_t>& sampled) {
   auto& w = *slots_[size_t(slot)];
+  QLLM_CHECK(!w.passes.empty());
+  const PassWork pass = std::move(w.passes.front());
+  w.passes.pop_front();
   size_t row = 0;
   const double now = clock_.now();
-  for (const auto& part : w.parts) {
+  for (const auto& part : pass.parts) {
     auto it = seqs_.find(part.id);
     QLLM_CHECK(it != seqs_.end());
     Seq& s = *it->second;
+    int32_t tok = -1;
+    if (part.logits) {
+      QLLM_CHECK_MSG(row < sampled.size(), "slot {}: the backend sampled {} tokens for more chunks", slot,
+                     sampled.size());
+      tok = sampled[row++];
+    }
+    const bool last = leave_pass(s, part);
     if (s.cancelled) {
-      if (part.logits) ++row;
-      end_request(part.id, Finish::Cancelled, now);
-      out.push_back({part.id, -1, now, Finish::Cancelled});
+      if (last) {
+        end_request(part.id, Finish::Cancelled, now);
+        out.push_back({part.id, -1, now, Finish::Cancelled});
+      }
       continue;
     }
-    blocks_->mark_computed(int64_t(s.req.id),
-                           std::span(s.tokens).subspan(size_t(s.computed), size_t(part.n)));
+    if (part.stale) continue;  // the chunk before it failed: both run again
+    blocks_->mark_computed(int64_t(s.req.id), std::span(s.tokens).subspan(size_t(s.computed), size_t(part.n)));
     s.computed += part.n;
-    s.in_slot = -1;
     if (!part.logits) continue;
-    QLLM_CHECK_MSG(row < sampled.size(), "slot {}: the backend sampled {} tokens for more chunks", slot,
-                   sampled.size());
-    const int32_t tok = sampled[row++];
+    QLLM_CHECK_MSG(last, "slot {}: request {} sampled with a pass queued behind", slot, part.id);
     auto& t = timings_[s.req.id];
     Finish fin = Finish::None;
     if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end()) {
@@ -206,25 +252,31 @@ void Engine::finish_pass(int slot, std::vector<TokenEvent>& out, const std::vect
     }
     if (fin != Finish::None) end_request(part.id, fin, now);
   }
-  w.parts.clear();
+  batches_may_form_ = true;
 }
 
-// A pass that ended without tokens: cancelled sequences end, the others
-// are back to waiting with what they had computed before the pass.
+// The slot's front pass ended without tokens: cancelled sequences end (once
+// in no other pass), the others are back to what they had computed before
+// it; a next chunk of theirs queued behind it is stale (dropped when its
+// pass ends, and computed again).
 void Engine::abort_pass(int slot, std::vector<TokenEvent>& out) {
   auto& w = *slots_[size_t(slot)];
+  QLLM_CHECK(!w.passes.empty());
+  const PassWork pass = std::move(w.passes.front());
+  w.passes.pop_front();
   const double now = clock_.now();
-  for (const auto& part : w.parts) {
+  for (const auto& part : pass.parts) {
     auto it = seqs_.find(part.id);
     QLLM_CHECK(it != seqs_.end());
-    if (it->second->cancelled) {
+    Seq& s = *it->second;
+    for (auto& next : w.passes)
+      for (auto& p : next.parts)
+        if (p.id == part.id) p.stale = s.stale = true;
+    if (leave_pass(s, part) && s.cancelled) {
       end_request(part.id, Finish::Cancelled, now);
       out.push_back({part.id, -1, now, Finish::Cancelled});
-    } else {
-      it->second->in_slot = -1;
     }
   }
-  w.parts.clear();
   batches_may_form_ = true;
 }
 
@@ -243,14 +295,14 @@ bool Engine::cancel(uint64_t id, std::vector<TokenEvent>& out) {
   auto it = seqs_.find(id);
   if (it == seqs_.end() || it->second->cancelled) return false;
   Seq& s = *it->second;
-  if (s.in_slot >= 0) {  // its pass still writes s's KV blocks: end it with the pass
+  if (s.in_slot >= 0) {  // its passes still write s's KV blocks: end it with the last of them
     s.cancelled = true;
-    if (passes_) {  // a pass of cancelled sequences only: stop it at its next unit
-      const auto& parts = slots_[size_t(s.in_slot)]->parts;
-      const bool all = std::all_of(parts.begin(), parts.end(),
-                                   [&](const SlotWork::Part& p) { return seqs_.at(p.id)->cancelled; });
-      if (all && slot_pass_[size_t(s.in_slot)] != 0) passes_->cancel(slot_pass_[size_t(s.in_slot)]);
-    }
+    if (passes_)  // a pass of cancelled sequences only: stop it at its next unit
+      for (const auto& pass : slots_[size_t(s.in_slot)]->passes) {
+        const bool all = std::all_of(pass.parts.begin(), pass.parts.end(),
+                                     [&](const Part& p) { return seqs_.at(p.id)->cancelled; });
+        if (all) passes_->cancel(pass.id);
+      }
     return true;
   }
   const double now = clock_.now();
@@ -274,17 +326,19 @@ void Engine::log_unit(const UnitRecord& rec) {
 }
 
 // The pass in `slot` was set aside for another slot's unit.
-void Engine::count_preemption(int slot) {
+void Engine::count_preemption(int slot, const PassWork& pass) {
   ++preemptions_;
   ++class_preemptions_[int(slots_[size_t(slot)]->cls)];
-  for (const auto& part : slots_[size_t(slot)]->parts) ++timings_[part.id].preemptions;
+  for (const auto& part : pass.parts) ++timings_[part.id].preemptions;
 }
 
 bool Engine::step(std::vector<TokenEvent>& out) {
   if (batches_may_form_) {
     batches_may_form_ = false;
-    for (int i = 0; i < table_.n_slots; ++i)
-      if (!table_.slot[i].active) form_batch(i);
+    for (int i = 0; i < table_.n_slots; ++i) {
+      if (slots_[size_t(i)]->passes.empty()) form_batch(i, false);
+      if (passes_ && lim_.queue_prefill && slots_[size_t(i)]->passes.size() == 1) form_batch(i, true);
+    }
   }
   return units_ ? step_units(out) : step_passes(out);
 }
@@ -296,7 +350,8 @@ bool Engine::step_units(std::vector<TokenEvent>& out) {
   const int pick = sched::pick_slot(table_, now_ns(), p);
   if (pick < 0) return false;
   const int last = table_.last;
-  if (last >= 0 && last != pick && table_.slot[last].active && table_.slot[last].started) count_preemption(last);
+  if (last >= 0 && last != pick && table_.slot[last].active && table_.slot[last].started)
+    count_preemption(last, slots_[size_t(last)]->passes.front());
   UnitRecord rec{pick, table_.slot[pick].cursor, clock_.now(), 0};
   const auto t0 = std::chrono::steady_clock::now();
   run_unit(pick);
@@ -304,45 +359,47 @@ bool Engine::step_units(std::vector<TokenEvent>& out) {
   rec.end_s = clock_.now();
   log_unit(rec);
   table_.last = pick;
-  if (!table_.slot[pick].active) {
-    finish_pass(pick, out, units_->sampled(pick));
-    batches_may_form_ = true;
-  }
+  if (!table_.slot[pick].active) finish_pass(pick, out, units_->sampled(pick));
   return true;
 }
 
-// Over a PassBackend, the slot table mirrors what the backend reported: a
-// slot is active from its publish to its result, started once one of its
-// units ran, and its cursor is the unit that ran last (Head: no more units).
+// Over a PassBackend, the backend reports the units that ran (each naming
+// its pass) and the passes that ended, a slot's passes in order. A pass was
+// set aside (preempted) when a unit of another slot ran after one of its
+// units and before its head.
 bool Engine::step_passes(std::vector<TokenEvent>& out) {
   bool any = false;
-  for (int i = 0; i < table_.n_slots; ++i) any = any || table_.slot[i].active;
+  for (const auto& w : slots_) any = any || !w->passes.empty();
   if (!any) return false;
   results_.clear();
   units_ran_.clear();
   passes_->collect(results_, units_ran_, pass_wait_s_, clock_);
+  auto find = [&](int slot, uint64_t id) -> PassWork* {
+    if (slot < 0 || slot >= table_.n_slots) return nullptr;
+    for (auto& p : slots_[size_t(slot)]->passes)
+      if (p.id == id) return &p;
+    return nullptr;
+  };
   for (const UnitRecord& u : units_ran_) {
-    if (u.slot < 0 || u.slot >= table_.n_slots || !table_.slot[u.slot].active) continue;
-    const int last = table_.last;
-    if (last >= 0 && last != u.slot && table_.slot[last].active && table_.slot[last].started &&
-        table_.slot[last].cursor.kind != sched::UnitKind::Head)
-      count_preemption(last);
-    table_.slot[u.slot].started = 1;
-    table_.slot[u.slot].cursor = u.unit;
-    table_.last = u.slot;
+    PassWork* p = find(u.slot, u.pass_id);
+    if (!p) continue;  // a pass already reported (a record the ring delayed)
+    PassWork* last = find(last_unit_slot_, last_unit_pass_);
+    if (last && last != p && last->started && last->cursor.kind != sched::UnitKind::Head &&
+        last_unit_slot_ != u.slot)
+      count_preemption(last_unit_slot_, *last);
+    p->started = true;
+    p->cursor = u.unit;
+    last_unit_slot_ = u.slot;
+    last_unit_pass_ = u.pass_id;
     log_unit(u);
   }
   std::string failure;  // thrown once every result is taken in
   for (const PassResult& r : results_) {
-    QLLM_CHECK_MSG(r.slot >= 0 && r.slot < table_.n_slots && table_.slot[r.slot].active &&
-                       slot_pass_[size_t(r.slot)] == r.pass_id,
+    QLLM_CHECK_MSG(r.slot >= 0 && r.slot < table_.n_slots && !slots_[size_t(r.slot)]->passes.empty() &&
+                       slots_[size_t(r.slot)]->passes.front().id == r.pass_id,
                    "pass backend: a result for pass {} in slot {}, which does not run it", r.pass_id, r.slot);
-    table_.slot[r.slot].active = 0;
-    table_.slot[r.slot].cursor.kind = sched::UnitKind::Done;
-    slot_pass_[size_t(r.slot)] = 0;
     if (r.status == PassStatus::Done) {
       finish_pass(r.slot, out, r.tokens);
-      batches_may_form_ = true;
     } else {
       abort_pass(r.slot, out);
       if (r.status == PassStatus::Failed && failure.empty())

@@ -17,7 +17,13 @@
 // slot; the backend runs that slot's next unit. Over a PassBackend (the
 // device dispatcher): a formed batch is published to the backend as a whole
 // pass, the backend's scheduler (the same policy, on the GPU) picks the
-// units, and step() collects finished passes and the units that ran. Either
+// units, and step() collects finished passes and the units that ran. With
+// queue_prefill, a slot whose pass runs gets a second pass queued behind it
+// when prompt work waits and no decode row does: next chunks of the running
+// prompts (a sequence is then in two passes, its KV written in order) and
+// chunks of new prompts. If the running pass ends without tokens, a chunk
+// queued behind it for the same sequence is stale: dropped when its pass
+// ends, and computed again. Either
 // way, when a pass ends, its sampled tokens go to the sequences that asked
 // for logits, KV is marked computed, and finished sequences free their
 // blocks. A pass that ends without tokens (cancelled, abandoned) leaves its
@@ -49,6 +55,10 @@ struct EngineLimits {
   int block_size = 16;
   sched::Policy policy = sched::Policy::PriorityExpert;
   double be_max_wait_s = 0;  // 0: BE is never promoted
+  // Over a PassBackend: while a slot's pass runs, a pass of prompt chunks
+  // (new prompts, next chunks of the prompts in the running pass) is
+  // published behind it, so the device starts it with no host round trip.
+  bool queue_prefill = true;
 };
 
 class Engine {
@@ -106,13 +116,16 @@ class Engine {
 
  private:
   struct Seq;
+  struct Part;
+  struct PassWork;
   struct SlotWork;
-  bool form_batch(int slot);
+  bool form_batch(int slot, bool queued);
   void run_unit(int slot);
   bool step_units(std::vector<TokenEvent>& out);
   bool step_passes(std::vector<TokenEvent>& out);
   void log_unit(const UnitRecord& rec);
-  void count_preemption(int slot);
+  void count_preemption(int slot, const PassWork& pass);
+  bool leave_pass(Seq& s, const Part& part);
   void finish_pass(int slot, std::vector<TokenEvent>& out, const std::vector<int32_t>& sampled);
   void abort_pass(int slot, std::vector<TokenEvent>& out);
   void end_request(uint64_t id, Finish fin, double now);
@@ -135,10 +148,11 @@ class Engine {
   // A batch can only newly form after a submit or a finished pass (new work,
   // freed blocks, sequences back from a pass): idle slots are re-examined then.
   bool batches_may_form_ = false;
-  // PassBackend: pass ids, the pass each slot runs (0: none), the units the
-  // backend reported but the engine has not logged yet, and the wait.
+  // PassBackend: pass ids, the pass of the unit reported last, what collect()
+  // returned, and how long it waits.
   uint64_t next_pass_id_ = 0;
-  std::vector<uint64_t> slot_pass_;
+  int last_unit_slot_ = -1;
+  uint64_t last_unit_pass_ = 0;
   double pass_wait_s_ = 100e-6;
   std::vector<PassResult> results_;
   std::vector<UnitRecord> units_ran_;

@@ -22,6 +22,7 @@ EngineLimits limits_from_config(const EngineConfig& c, const ModelDesc& d) {
   l.prefill_chunk = int(c.scheduler_prefill_chunk);
   l.block_size = int(c.kv_block_size);
   l.be_max_wait_s = c.scheduler_be_max_wait_s;
+  l.queue_prefill = c.scheduler_queue_prefill;
   l.policy = parse_policy(c.scheduler_policy);
   const int64_t max_len = std::min<int64_t>(c.model_max_seq_len, d.max_positions);
   l.kv_blocks = int(c.kv_num_blocks > 0 ? c.kv_num_blocks

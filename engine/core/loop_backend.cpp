@@ -58,8 +58,11 @@ void LoopBackend::publish(int slot, uint64_t pass_id, PriorityClass cls, std::sp
   throw_if_failed();
   QLLM_CHECK_MSG(slot >= 0 && uint32_t(slot) < host_.n_slots, "device dispatcher: slot {} of {}", slot,
                  host_.n_slots);
-  QLLM_CHECK_MSG(published_[size_t(slot)].empty(), "device dispatcher: slot {} still runs pass {}", slot,
-                 published_[size_t(slot)].empty() ? 0 : published_[size_t(slot)].front());
+  // Two passes per slot: metadata buffer m of pass s + 2 is free once pass s
+  // reported (its begin unit, if it ran, has read the buffer).
+  if (published_[size_t(slot)].size() >= 2)
+    fail("device dispatcher: slot {} already holds passes {} and {}", slot, published_[size_t(slot)].front(),
+         published_[size_t(slot)].back());
   QLLM_CHECK_MSG(pass_id != 0, "device dispatcher: pass id 0");
   int64_t rows = 0;
   size_t wanted = 0;
@@ -80,7 +83,8 @@ void LoopBackend::publish(int slot, uint64_t pass_id, PriorityClass cls, std::sp
   d.n_rows = uint32_t(rows);
   d.n_seqs = uint16_t(chunks.size());
   d.n_sample = uint16_t(wanted);
-  d.meta_index = 0;
+  const int meta = int((host_.published[size_t(slot)] + 1) % 2);  // the buffer of its publish sequence
+  d.meta_index = uint16_t(meta);
   int b = 0;
   while ((int64_t(1) << b) < rows) ++b;
   d.bucket = uint16_t(b);
@@ -90,18 +94,17 @@ void LoopBackend::publish(int slot, uint64_t pass_id, PriorityClass cls, std::sp
   const bool ls = cls == PriorityClass::LS;
   if (ls) sched::host_set_ls_pending(host_, true);
   try {
-    dev_.stage(slot, chunks, sampling);
+    dev_.stage(slot, meta, chunks, sampling);
   } catch (...) {
     if (ls) sched::host_set_ls_pending(host_, false);
     throw;
   }
   const bool ok = sched::host_publish_batch(host_, slot, d);
   if (ls) sched::host_set_ls_pending(host_, false);
-  // The slot had no pass in flight, so at most its last batch is unconsumed:
-  // there is always room for one more.
+  // The slot had at most one pass in flight, so at most one batch is
+  // unconsumed: there is always room for one more.
   QLLM_CHECK_MSG(ok, "device dispatcher: slot {}'s batch buffers are full", slot);
   published_[size_t(slot)].push_back(pass_id);
-  tokens_[size_t(slot)].clear();
 }
 
 void LoopBackend::cancel(uint64_t pass_id) {
@@ -130,7 +133,7 @@ size_t LoopBackend::drain(std::vector<PassResult>& done, std::vector<UnitRecord>
     auto& q = published_[size_t(slot)];
     switch (r.kind) {
       case sched::RecordKind::UnitTiming:
-        if (units) units->push_back({slot, r.unit, to_clock(r.t_start_ns), to_clock(r.t_end_ns)});
+        if (units) units->push_back({slot, r.unit, to_clock(r.t_start_ns), to_clock(r.t_end_ns), r.pass_id});
         break;
       case sched::RecordKind::PassStart:
         taken_s_[size_t(slot)] = to_clock(r.t_start_ns);

@@ -3,9 +3,12 @@
 // control block (device_scheduler/control_block.h) and collects what the loop
 // writes back into the output ring.
 //
-//   publish   Device::stage copies the pass's per-step metadata into the
-//             slot's buffers (complete on return), then host_publish_batch;
-//             an LS pass sets the LS-pending hint while it is staged
+//   publish   Device::stage copies the pass's per-step metadata into one of
+//             the slot's two metadata buffers (complete on return), then
+//             host_publish_batch; an LS pass sets the LS-pending hint while
+//             it is staged. A slot holds two passes: the one running and one
+//             queued behind it, staged in the other buffer while the first
+//             runs (the loop takes it the cycle the first one ends)
 //   cancel    host_request_cancel (queued here while the ring is full)
 //   collect   drains the output ring: Token records collect per slot,
 //             UnitTiming records become UnitRecords, a PassStart gives the
@@ -45,10 +48,14 @@ class LoopBackend : public PassBackend {
   class Device {
    public:
     virtual ~Device() = default;
-    // Copies the pass's per-step metadata into the slot's buffers, complete
-    // when it returns (the loop may start the pass right after the publish).
+    // Copies the pass's per-step metadata into the slot's metadata buffer
+    // `meta` (0 or 1; the pass's BatchDesc::meta_index), complete when it
+    // returns (the loop may start the pass right after the publish). The
+    // other buffer may belong to the pass running in the slot: leave it be.
+    // The pass's begin unit makes buffer `meta` the one its units read.
     // Throws qllm::Error for a pass the slot cannot hold.
-    virtual void stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) = 0;
+    virtual void stage(int slot, int meta, std::span<const cpu::SeqChunk> chunks,
+                       std::span<const SampleSpec> sampling) = 0;
     // False once the loop has exited (after a shutdown or an error).
     virtual bool running() = 0;
     // What a PassDone flagged kRecordBadData means on this device.

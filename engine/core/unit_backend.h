@@ -73,6 +73,7 @@ struct UnitRecord {
   int slot = -1;
   sched::Cursor unit;
   double start_s = 0, end_s = 0;
+  uint64_t pass_id = 0;  // PassBackend: the pass the unit belongs to (0: not known)
 };
 
 // How a pass handed to a PassBackend ended.

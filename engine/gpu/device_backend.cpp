@@ -2,6 +2,7 @@
 
 #include "device_scheduler/device_loop.h"
 #include "engine/common/error.h"
+#include "graphs/capture.h"
 #include "kernels/cuda_check.h"
 #include "profiling/nvtx.h"
 
@@ -163,12 +164,33 @@ void GpuDeviceBackend::start_loop(const DeviceBackendOptions& opt) {
   sched::GpuLoopTables t;
   t.main = const_cast<graphs::GraphTable&>(host_->graph_table()).upload(loop_stream_);
   t.decode = const_cast<graphs::GraphTable&>(host_->decode_attn_table()).upload(loop_stream_);
-  std::vector<cudaGraphExec_t> begins(size_t(cfg.slots));
-  for (int s = 0; s < cfg.slots; ++s) begins[size_t(s)] = host_->begin_graph(s);
-  QLLM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&d_begin_), begins.size() * sizeof(cudaGraphExec_t)));
-  QLLM_CUDA_CHECK(cudaMemcpyAsync(d_begin_, begins.data(), begins.size() * sizeof(cudaGraphExec_t),
+  // Per slot, two staging buffers of its metadata block and a begin graph
+  // for each: copy staging buffer m into the block the kernels read, then the
+  // embedding. The host stages a pass into the buffer its BatchDesc names
+  // while the slot's previous pass still reads the block.
+  staging_bytes_ = 0;
+  for (int s = 0; s < cfg.slots; ++s)
+    staging_bytes_ = std::max(staging_bytes_, (host_->model().slot(s).metadata_bytes() + 255) / 256 * 256);
+  QLLM_CUDA_CHECK(cudaMalloc(&d_staging_, staging_bytes_ * size_t(cfg.slots) * sched::kMetaBuffers));
+  begins_.assign(size_t(cfg.slots) * sched::kMetaBuffers, nullptr);
+  for (int s = 0; s < cfg.slots; ++s) {
+    const SlotBuffers& sb = host_->model().slot(s);
+    for (int m = 0; m < sched::kMetaBuffers; ++m) {
+      void* src = staging(s, m);
+      begins_[size_t(s) * sched::kMetaBuffers + size_t(m)] = graphs::capture_for_device_launch(
+          fmt::format("slot {} begin from metadata buffer {}", s, m),
+          [&](cudaStream_t cs) {
+            QLLM_CUDA_CHECK(cudaMemcpyAsync(sb.metadata(), src, sb.metadata_bytes(), cudaMemcpyDeviceToDevice, cs));
+            host_->model().enqueue_begin(s, cs);
+          },
+          host_->stream(s));
+    }
+  }
+  QLLM_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&d_begin_), begins_.size() * sizeof(cudaGraphExec_t)));
+  QLLM_CUDA_CHECK(cudaMemcpyAsync(d_begin_, begins_.data(), begins_.size() * sizeof(cudaGraphExec_t),
                                   cudaMemcpyHostToDevice, loop_stream_));
   QLLM_CUDA_CHECK(cudaStreamSynchronize(loop_stream_));
+  for (int s = 0; s < cfg.slots; ++s) QLLM_CUDA_CHECK(cudaStreamSynchronize(host_->stream(s)));  // uploads
   t.begin = d_begin_;
   for (int s = 0; s < cfg.slots; ++s) {
     const SlotPointers& p = host_->model().slot(s).ptr();
@@ -210,6 +232,11 @@ void GpuDeviceBackend::stop_and_free() {
   pass_.reset();
   if (d_begin_) cudaFree(d_begin_);
   d_begin_ = nullptr;
+  for (cudaGraphExec_t g : begins_)
+    if (g) cudaGraphExecDestroy(g);
+  begins_.clear();
+  if (d_staging_) cudaFree(d_staging_);
+  d_staging_ = nullptr;
   if (loop_stream_) cudaStreamDestroy(loop_stream_);
   loop_stream_ = nullptr;
   if (cb_mem_) cudaFreeHost(cb_mem_);
@@ -238,10 +265,16 @@ void GpuDeviceBackend::collect(std::vector<PassResult>& done, std::vector<UnitRe
   pass_->collect(done, units, timeout_s, clock);
 }
 
-void GpuDeviceBackend::stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) {
+void* GpuDeviceBackend::staging(int slot, int meta) const {
+  return static_cast<char*>(d_staging_) + (size_t(slot) * sched::kMetaBuffers + size_t(meta)) * staging_bytes_;
+}
+
+void GpuDeviceBackend::stage(int slot, int meta, std::span<const cpu::SeqChunk> chunks,
+                             std::span<const SampleSpec> sampling) {
   prof::Range range("device/stage");
-  host_->stage(slot, chunks, sampling);
-  if (stage_hook_) stage_hook_(slot, *host_);
+  QLLM_CHECK_MSG(meta >= 0 && meta < sched::kMetaBuffers, "device dispatcher: metadata buffer {}", meta);
+  host_->stage(slot, chunks, sampling, staging(slot, meta));
+  if (stage_hook_) stage_hook_(slot, staging(slot, meta), *host_);
 }
 
 // The control block says whether the loop exited: it does so only after

@@ -83,27 +83,34 @@ class GpuDeviceBackend : public PassBackend, private LoopBackend::Device {
   uint64_t dropped_timings() const { return pass_->dropped_timings(); }
   // The logit rows of the slot's last pass (tests and the self-test).
   std::vector<float> logits(int slot) const { return host_->logits(slot); }
-  // Tests: runs after a pass's metadata is staged in the slot's buffers and
-  // before the pass is published to the loop (to corrupt it on purpose); it
-  // must leave its writes complete (synchronise the slot's stream).
-  using StageHook = std::function<void(int slot, GpuHostBackend& host)>;
+  // Tests: runs after a pass's metadata is staged (`staged`: the device copy
+  // of the slot's metadata block its begin unit will copy in, laid out as
+  // SlotBuffers::metadata()) and before the pass is published to the loop (to
+  // corrupt it on purpose); it must leave its writes complete (synchronise
+  // the slot's stream).
+  using StageHook = std::function<void(int slot, void* staged, GpuHostBackend& host)>;
   void set_stage_hook(StageHook f) { stage_hook_ = std::move(f); }
 
  private:
   // LoopBackend::Device
-  void stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) override;
+  void stage(int slot, int meta, std::span<const cpu::SeqChunk> chunks,
+             std::span<const SampleSpec> sampling) override;
   bool running() override;
   std::string bad_data_message() const override;
 
   void start_loop(const DeviceBackendOptions& opt);
   void run_self_test(const DeviceBackendOptions& opt);
   void stop_and_free();
+  void* staging(int slot, int meta) const;  // the slot's staging buffer `meta` (device memory)
 
   std::unique_ptr<GpuHostBackend> host_;
   void* cb_mem_ = nullptr;               // pinned, mapped control block
   sched::ControlBlock* cb_ = nullptr;
   cudaStream_t loop_stream_ = nullptr;
-  cudaGraphExec_t* d_begin_ = nullptr;   // device array of the slots' begin graphs
+  void* d_staging_ = nullptr;            // [slots][kMetaBuffers] metadata blocks, staging_bytes_ apart
+  size_t staging_bytes_ = 0;
+  std::vector<cudaGraphExec_t> begins_;  // [slots][kMetaBuffers]: copy staging buffer in, then the embedding
+  cudaGraphExec_t* d_begin_ = nullptr;   // device copy of begins_
   std::unique_ptr<sched::DeviceLoop> loop_;
   std::unique_ptr<LoopBackend> pass_;
   std::string self_test_;

@@ -98,8 +98,8 @@ cuda::GemmWorkspace GpuModel::workspace(int slot) const {
 }
 
 StepInfo GpuModel::set_step(int slot, std::span<const cpu::SeqChunk> chunks,
-                            std::span<const cuda::SamplingRow> sampling, cudaStream_t stream) {
-  return slots_.at(size_t(slot))->set_step(kv_->geometry(), desc().vocab, chunks, sampling, stream);
+                            std::span<const cuda::SamplingRow> sampling, cudaStream_t stream, void* dst) {
+  return slots_.at(size_t(slot))->set_step(kv_->geometry(), desc().vocab, chunks, sampling, stream, dst);
 }
 
 void GpuModel::enqueue_begin(int slot, cudaStream_t stream) const {

@@ -100,7 +100,7 @@ class GpuModel {
   // Host side of a step (not captured): SlotBuffers::set_step with this
   // model's KV geometry and vocabulary.
   StepInfo set_step(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const cuda::SamplingRow> sampling,
-                    cudaStream_t stream);
+                    cudaStream_t stream, void* dst = nullptr);
 
   void enqueue_begin(int slot, cudaStream_t stream) const;
   void enqueue_attn(int slot, int layer, cudaStream_t stream, int bucket = 0,

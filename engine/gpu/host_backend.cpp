@@ -209,7 +209,7 @@ void GpuHostBackend::check_error(int slot, const char* unit) {
 }
 
 void GpuHostBackend::set_step(int slot, std::span<const cpu::SeqChunk> chunks,
-                              std::span<const SampleSpec> sampling) {
+                              std::span<const SampleSpec> sampling, void* dst) {
   Slot& s = at(slot);
   size_t wanted = 0;
   for (const auto& c : chunks) wanted += c.logits;
@@ -230,7 +230,7 @@ void GpuHostBackend::set_step(int slot, std::span<const cpu::SeqChunk> chunks,
   }
   {
     prof::Range range("host/set_step");
-    s.step = model_->set_step(slot, chunks, s.sampling, s.stream);  // throws before touching the device
+    s.step = model_->set_step(slot, chunks, s.sampling, s.stream, dst);  // throws before touching the device
   }
   s.experts.clear();
   s.expert_rows.clear();
@@ -244,8 +244,9 @@ void GpuHostBackend::begin(int slot, std::span<const cpu::SeqChunk> chunks, std:
   launch(slot, s.begin, "begin");
 }
 
-void GpuHostBackend::stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling) {
-  set_step(slot, chunks, sampling);
+void GpuHostBackend::stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling,
+                           void* dst) {
+  set_step(slot, chunks, sampling, dst);
   QLLM_CUDA_CHECK(cudaStreamSynchronize(at(slot).stream));
 }
 

@@ -125,8 +125,10 @@ class GpuHostBackend final : public UnitBackend {
 
   // The host side of begin() without the launch: packs the pass's per-step
   // metadata into the slot's buffers (set_step) and waits for the copy. The
-  // device dispatcher calls it before publishing a pass to the device loop.
-  void stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling);
+  // device dispatcher calls it before publishing a pass to the device loop,
+  // with `dst` one of its staging buffers (SlotBuffers::set_step).
+  void stage(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling,
+             void* dst = nullptr);
 
   const CaptureSummary& capture_summary() const { return summary_; }
   const HostBackendConfig& config() const { return cfg_; }
@@ -145,7 +147,8 @@ class GpuHostBackend final : public UnitBackend {
   struct Slot;
   Slot& at(int slot);
   void launch(int slot, cudaGraphExec_t exec, const char* what);
-  void set_step(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling);
+  void set_step(int slot, std::span<const cpu::SeqChunk> chunks, std::span<const SampleSpec> sampling,
+                void* dst = nullptr);
   void check_error(int slot, const char* unit);
   void capture_all();
 

@@ -70,10 +70,10 @@ SlotBuffers::~SlotBuffers() {
 }
 
 StepInfo SlotBuffers::set_step(const KvGeometry& kv, int vocab, std::span<const cpu::SeqChunk> chunks,
-                               std::span<const cuda::SamplingRow> sampling, cudaStream_t stream) {
+                               std::span<const cuda::SamplingRow> sampling, cudaStream_t stream, void* dst) {
   QLLM_CUDA_CHECK(cudaEventSynchronize(copied_));
   StepInfo info = pack_step(layout_.step, kv, vocab, chunks, sampling, std::span(pinned_, layout_.step.bytes));
-  QLLM_CUDA_CHECK(cudaMemcpyAsync(base_, pinned_, layout_.step.bytes, cudaMemcpyHostToDevice, stream));
+  QLLM_CUDA_CHECK(cudaMemcpyAsync(dst ? dst : base_, pinned_, layout_.step.bytes, cudaMemcpyHostToDevice, stream));
   QLLM_CUDA_CHECK(cudaEventRecord(copied_, stream));
   return info;
 }

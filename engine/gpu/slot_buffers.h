@@ -99,8 +99,13 @@ class SlotBuffers {
   // block. Host side of a step: never called inside a capture. The copy
   // overwrites what the slot's units read, so enqueue it on the stream those
   // units run on (or order it after them).
+  // `dst`: another device buffer of metadata_bytes() to copy into instead
+  // (the device dispatcher's staging buffers; its begin graphs copy them in).
   StepInfo set_step(const KvGeometry& kv, int vocab, std::span<const cpu::SeqChunk> chunks,
-                    std::span<const cuda::SamplingRow> sampling, cudaStream_t stream);
+                    std::span<const cuda::SamplingRow> sampling, cudaStream_t stream, void* dst = nullptr);
+  // The metadata block the slot's kernels read, and its size.
+  void* metadata() const { return base_; }
+  size_t metadata_bytes() const { return layout_.step.bytes; }
 
   // The sticky error flag (synchronises the stream), and its reset.
   int32_t error(cudaStream_t stream) const;

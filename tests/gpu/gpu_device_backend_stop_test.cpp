@@ -142,10 +142,12 @@ TEST(GpuDeviceEngine, ADeviceErrorBecomesAMessage) {
   // embedding sets the error word and the loop ends the pass at its next unit.
   const int32_t bad = V + 17;
   int corrupted = 0;
-  rig.dev->set_stage_hook([&](int slot, gpu::GpuHostBackend& h) {
+  rig.dev->set_stage_hook([&](int slot, void* staged, gpu::GpuHostBackend& h) {
     if (slot != kLsSlot || corrupted > 0) return;
     ++corrupted;
-    int32_t* d_tokens = h.model().slot(slot).ptr().tokens;
+    const auto& sb = h.model().slot(slot);  // the tokens' offset in the metadata block
+    const auto offset = reinterpret_cast<const char*>(sb.ptr().tokens) - static_cast<const char*>(sb.metadata());
+    int32_t* d_tokens = reinterpret_cast<int32_t*>(static_cast<char*>(staged) + offset);
     QLLM_CUDA_CHECK(cudaMemcpyAsync(d_tokens + 1, &bad, sizeof(bad), cudaMemcpyHostToDevice, h.stream(slot)));
     QLLM_CUDA_CHECK(cudaStreamSynchronize(h.stream(slot)));
   });
