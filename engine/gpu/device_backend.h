@@ -15,11 +15,15 @@
 //      and instantiated for device launch (the host dispatcher's graphs);
 //   2. the self-test's reference: a prefill pass (slot 0) and a decode pass
 //      (slot 1) launched from the host, their logits and tokens kept;
-//   3. the control block (cudaHostAllocMapped), the graph tables uploaded,
-//      and DeviceLoop started on its own non-blocking stream;
-//   4. the self-test: the same two passes published to the device loop, so
-//      every kind of unit graph (begin, attn with each attention kernel,
-//      expert, head) is launched from the device once; their logits must
+//   3. per slot, two staging buffers of its per-step metadata and a begin
+//      graph for each (copy the buffer in, then the embedding: a pass is
+//      staged while the slot's previous pass still runs); the control block
+//      (cudaHostAllocMapped), the graph tables uploaded, and DeviceLoop
+//      started on its own non-blocking stream;
+//   4. the self-test: the same two passes published to the device loop, and
+//      the decode pass again on slot 0, so every kind of unit graph (begin
+//      from either metadata buffer, attn with each attention kernel, expert,
+//      head) is launched from the device at least once; their logits must
 //      match the host launch's (same graphs, same inputs) and their tokens
 //      too. Any difference, error or timeout throws qllm::Error, and the
 //      dispatcher choice falls back to `host` when the choice was `auto`.
@@ -77,11 +81,12 @@ class GpuDeviceBackend : public PassBackend, private LoopBackend::Device {
   bool shutdown(double timeout_s);
 
   const CaptureSummary& capture_summary() const { return host_->capture_summary(); }
-  // "self-test: prefill 6 rows + decode 1 row from the device loop, max |logit diff| 0.0 (tolerance ...)"
+  // "self-test: a prefill pass and two decode passes (8 rows, both metadata buffers) launched ... match ..."
   const std::string& self_test_summary() const { return self_test_; }
   const sched::DeviceLoop& loop() const { return *loop_; }
   uint64_t dropped_timings() const { return pass_->dropped_timings(); }
-  // The logit rows of the slot's last pass (tests and the self-test).
+  // The logit rows of the slot's last pass (tests and the self-test), valid
+  // while no pass is queued behind it (a queued pass's head writes them).
   std::vector<float> logits(int slot) const { return host_->logits(slot); }
   // Tests: runs after a pass's metadata is staged (`staged`: the device copy
   // of the slot's metadata block its begin unit will copy in, laid out as
