@@ -34,6 +34,9 @@
 #                    for R in $QLLM_PAPER_RATES (default "4 8 16 32"): the highest
 #                    rate first (with the two alone runs, the goals), then the rest
 #                    from the lowest
+#   paper-rR-noqueue qllm run at the highest rate, priority-expert, with
+#                    scheduler.queue_prefill=false (no pass queued behind a
+#                    running one): compare with paper-rR's priority-expert
 #   paper-goals      profiling/bench_goals.py: LS p99 TTFT at the highest rate / alone
 #                    (goal <= 1.5) and BE throughput / alone (goal >= 0.9), per
 #                    policy: goals.json, paper-goals.log
@@ -231,11 +234,14 @@ part2() {
   local ls_rate be_rate
   ls_rate=$(awk -v r="$top" 'BEGIN { printf "%g", 0.2 * r }')
   be_rate=$(awk -v r="$top" 'BEGIN { printf "%g", 0.8 * r }')
-  # paper_run NAME POLICIES WORKLOAD RATE LS_FRACTION: one qllm run on the
-  # device dispatcher, the policies one after the other (each engine attaches
-  # to the dispatcher with its policy).
+  # paper_run NAME POLICIES WORKLOAD RATE LS_FRACTION [KEY=VALUE ...]: one qllm
+  # run on the device dispatcher, the policies one after the other (each
+  # engine attaches to the dispatcher with its policy); each KEY=VALUE is one
+  # more --set.
   paper_run() {
-    local wl n
+    local wl n kv
+    local -a extra=()
+    for kv in "${@:6}"; do extra+=(--set "$kv"); done
     n=$(tr ',' ' ' <<< "$2" | wc -w)
     wl="$(paper_workload "$3" "$4" "$5")" || {
       note "$1" "failed (workload)"
@@ -244,7 +250,7 @@ part2() {
     }
     step "$1" $((n * (DURATION + 60) + 90)) $((n * (DURATION + 10) + 30)) - "$BUILD/qllm" run -w "$wl" \
       -c "$ROOT/configs/olmoe-1b-7b.yaml" --set "model.path=$ckpt" --set model.synthetic_weights=true \
-      --set scheduler.dispatcher=device --policies "$2" -o "$OUT/$1.json"
+      --set scheduler.dispatcher=device "${extra[@]}" --policies "$2" -o "$OUT/$1.json"
   }
   local all=fcfs-iteration,priority-layer,priority-expert
   paper_run paper-ls-alone priority-expert qllm-paper-ls-alone "$ls_rate" 1
@@ -255,6 +261,9 @@ part2() {
   for r in $rest; do
     paper_run "paper-r$r" "$all" "qllm-paper-r$r" "$r" 0.2
   done
+  # The highest rate again without passes queued behind running ones: what
+  # scheduler.queue_prefill does to LS TTFT (chunked prompts) and BE throughput.
+  paper_run "paper-r$top-noqueue" priority-expert "qllm-paper-r$top" "$top" 0.2 scheduler.queue_prefill=false
 
   if [[ -f "$OUT/paper-ls-alone.json" && -f "$OUT/paper-be-alone.json" && -f "$OUT/paper-r$top.json" ]]; then
     step paper-goals 30 5 - python3 "$ROOT/profiling/bench_goals.py" --ls-alone "$OUT/paper-ls-alone.json" \
@@ -263,8 +272,11 @@ part2() {
     note paper-goals "skipped (the alone runs or the run at $top req/s are missing)"
   fi
   if python3 -c 'import matplotlib, numpy' 2> /dev/null; then
-    local runs=("$OUT"/paper-r*.json)
-    if [[ -e "${runs[0]}" ]]; then
+    local runs=() f
+    for f in "$OUT"/paper-r*.json; do
+      [[ -e "$f" && "$f" != *-noqueue.json ]] && runs+=("$f")
+    done
+    if ((${#runs[@]} > 0)); then
       step paper-plots 60 10 - python3 "$ROOT/profiling/plot_bench.py" all "${runs[@]}" --out-dir "$OUT/plots"
     else
       note paper-plots "skipped (no mixed run finished)"
