@@ -33,6 +33,7 @@ struct Engine::PassWork {
   uint64_t id = 0;  // PassBackend pass id (0 over a UnitBackend)
   std::vector<Part> parts;
   bool started = false;  // PassBackend: one of its units was reported
+  bool cancel_sent = false;
   sched::Cursor cursor;  // PassBackend: the unit reported last
 };
 
@@ -298,10 +299,13 @@ bool Engine::cancel(uint64_t id, std::vector<TokenEvent>& out) {
   if (s.in_slot >= 0) {  // its passes still write s's KV blocks: end it with the last of them
     s.cancelled = true;
     if (passes_)  // a pass of cancelled sequences only: stop it at its next unit
-      for (const auto& pass : slots_[size_t(s.in_slot)]->passes) {
+      for (auto& pass : slots_[size_t(s.in_slot)]->passes) {
         const bool all = std::all_of(pass.parts.begin(), pass.parts.end(),
                                      [&](const Part& p) { return seqs_.at(p.id)->cancelled; });
-        if (all) passes_->cancel(pass.id);
+        if (all && !pass.cancel_sent) {
+          passes_->cancel(pass.id);
+          pass.cancel_sent = true;
+        }
       }
     return true;
   }
@@ -335,10 +339,11 @@ void Engine::count_preemption(int slot, const PassWork& pass) {
 bool Engine::step(std::vector<TokenEvent>& out) {
   if (batches_may_form_) {
     batches_may_form_ = false;
-    for (int i = 0; i < table_.n_slots; ++i) {
+    for (int i = 0; i < table_.n_slots; ++i)
       if (slots_[size_t(i)]->passes.empty()) form_batch(i, false);
-      if (passes_ && lim_.queue_prefill && slots_[size_t(i)]->passes.size() == 1) form_batch(i, true);
-    }
+    if (passes_ && lim_.queue_prefill)  // then, behind running passes, what no free slot took
+      for (int i = 0; i < table_.n_slots; ++i)
+        if (slots_[size_t(i)]->passes.size() == 1) form_batch(i, true);
   }
   return units_ ? step_units(out) : step_passes(out);
 }

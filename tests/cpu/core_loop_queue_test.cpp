@@ -264,4 +264,29 @@ TEST(LoopQueue, CancellingARequestInTwoPassesEndsItOnce) {
   EXPECT_EQ(tokens_of(rig.step_until([&](const auto&) { return rig.engine.idle(); })).at(2), alone(f.model, r));
 }
 
+TEST(LoopQueue, AFreeSlotTakesANewPromptBeforeAQueue) {
+  const auto& f = tiny("mixtral");
+  EngineLimits lim = small_limits(sched::Policy::PriorityExpert);
+  lim.ls_slots = 2;
+  lim.be_slots = 0;
+  test::SimDeviceOptions opt;
+  opt.unit_pause = std::chrono::microseconds(500);
+  LoopRig rig(f.model, lim, opt);
+  const auto a = req(1, PriorityClass::LS, {3, 4, 5, 6}, 12, 0);
+  rig.engine.submit(a);
+  rig.step_until([&](const auto&) { return !rig.engine.unit_log().empty(); });
+  const auto b = req(2, PriorityClass::LS, prompt_of(10, f.ck.desc().vocab), 3, rig.clock.now());
+  rig.engine.submit(b);
+  const auto got = tokens_of(rig.step_until([&](const auto&) { return rig.engine.idle(); }));
+  EXPECT_EQ(got.at(1), alone(f.model, a));
+  EXPECT_EQ(got.at(2), alone(f.model, b));
+  const test::RecordedPass* first_b = nullptr;
+  for (const auto& p : rig.recorder.passes)
+    for (size_t i = 0; i < p.tokens.size(); ++i)
+      if (!first_b && p.pos[i] == 0 && p.tokens[i] == b.prompt) first_b = &p;
+  ASSERT_NE(first_b, nullptr);
+  EXPECT_EQ(first_b->slot, 1) << "the idle LS slot takes it";
+  EXPECT_FALSE(first_b->queued);
+}
+
 }  // namespace
