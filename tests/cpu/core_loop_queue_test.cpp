@@ -50,41 +50,53 @@ bool ring_has_done(sched::ControlBlock* cb, uint64_t pass_id) {
   return false;
 }
 
-// A prompt in two passes on one slot: chunk A (no logits), then chunk B
-// (samples), both published before the loop finished A.
+// A prompt in two passes on slot 0 of a simulated device: chunk A (no
+// logits, pass 1), then chunk B (samples, pass 2), both published at once,
+// before the loop (every unit slowed by `pause`) has finished A.
 struct TwoChunks {
+  const test::Fixture& f;
+  test::SimDevice dev;
+  LoopBackend backend;
+  WallClock clock;
   std::vector<int32_t> prompt;
   std::vector<int32_t> table{0, 1, 2};
   std::vector<cpu::SeqChunk> a, b;
   SampleSpec greedy{};
 
-  explicit TwoChunks(int vocab) : prompt(prompt_of(20, vocab)) {
+  TwoChunks(PriorityClass cls, std::chrono::microseconds pause)
+      : f(tiny("mixtral")), dev(f.model, small_limits(sched::Policy::PriorityExpert), options(pause)),
+        backend(f.model.desc(), dev.control_block(), dev), prompt(prompt_of(20, f.ck.desc().vocab)) {
     a = {{std::span(prompt).subspan(0, 12), 0, table, false}};
     b = {{std::span(prompt).subspan(12), 12, table, true}};
+    backend.attach({}, clock);
+    backend.publish(0, 1, cls, a, {});
+    backend.publish(0, 2, cls, b, std::span(&greedy, 1));
   }
+  static test::SimDeviceOptions options(std::chrono::microseconds pause) {
+    test::SimDeviceOptions o;
+    o.unit_pause = pause;
+    return o;
+  }
+  // Collects until `n` results came in (20 s at most).
+  void collect(std::vector<PassResult>& done, std::vector<UnitRecord>& units, size_t n) {
+    const auto t0 = Steady::now();
+    while (done.size() < n && Steady::now() - t0 < std::chrono::seconds(20)) backend.collect(done, units, 0.01, clock);
+  }
+  // The tokens the whole prompt gets alone: what B must sample.
+  std::vector<int32_t> alone_token() const { return alone(f.model, req(9, PriorityClass::LS, prompt, 1, 0)); }
 };
 
 TEST(LoopQueue, APassQueuedBehindRunsWithNoHostRoundTrip) {
-  const auto& f = tiny("mixtral");
-  const EngineLimits lim = small_limits(sched::Policy::PriorityExpert);
-  test::SimDeviceOptions opt;
-  opt.unit_pause = std::chrono::milliseconds(1);
-  test::SimDevice dev(f.model, lim, opt);
-  LoopBackend backend(f.model.desc(), dev.control_block(), dev);
-  WallClock clock;
-  backend.attach({}, clock);
-  const TwoChunks c(f.ck.desc().vocab);
-  backend.publish(0, 1, PriorityClass::LS, c.a, {});
-  backend.publish(0, 2, PriorityClass::LS, c.b, std::span(&c.greedy, 1));
-  EXPECT_EQ(backend.in_flight(), 2u);
+  TwoChunks c(PriorityClass::LS, std::chrono::milliseconds(1));
+  EXPECT_EQ(c.backend.in_flight(), 2u);
   // The host does nothing until the loop has finished both passes.
   const auto t0 = Steady::now();
-  while (!ring_has_done(dev.control_block(), 2) && Steady::now() - t0 < std::chrono::seconds(20))
+  while (!ring_has_done(c.dev.control_block(), 2) && Steady::now() - t0 < std::chrono::seconds(20))
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  ASSERT_TRUE(ring_has_done(dev.control_block(), 2)) << "the queued pass did not run without the host";
+  ASSERT_TRUE(ring_has_done(c.dev.control_block(), 2)) << "the queued pass did not run without the host";
   std::vector<PassResult> done;
   std::vector<UnitRecord> units;
-  backend.collect(done, units, 1.0, clock);  // one drain: both passes are in the ring
+  c.backend.collect(done, units, 1.0, c.clock);  // one drain: both passes are in the ring
   ASSERT_EQ(done.size(), 2u);
   EXPECT_EQ(done[0].pass_id, 1u);
   EXPECT_EQ(done[1].pass_id, 2u);
@@ -92,8 +104,7 @@ TEST(LoopQueue, APassQueuedBehindRunsWithNoHostRoundTrip) {
   EXPECT_EQ(done[1].status, PassStatus::Done);
   EXPECT_TRUE(done[0].tokens.empty());
   // B attended over the KV A wrote: the prompt's first token, as alone.
-  const auto r = req(9, PriorityClass::LS, c.prompt, 1, 0);
-  EXPECT_EQ(done[1].tokens, alone(f.model, r));
+  EXPECT_EQ(done[1].tokens, c.alone_token());
   // The loop's records: A's units, then B's, B taken once A's last unit ended.
   ASSERT_FALSE(units.empty());
   double a_end = -1;
@@ -109,26 +120,15 @@ TEST(LoopQueue, APassQueuedBehindRunsWithNoHostRoundTrip) {
   }
   EXPECT_TRUE(b_seen);
   EXPECT_GE(done[1].taken_s, a_end - 1e-6);
-  EXPECT_EQ(backend.in_flight(), 0u);
+  EXPECT_EQ(c.backend.in_flight(), 0u);
 }
 
 TEST(LoopQueue, ACancelledQueuedPassEndsBeforeItsFirstUnit) {
-  const auto& f = tiny("mixtral");
-  const EngineLimits lim = small_limits(sched::Policy::PriorityExpert);
-  test::SimDeviceOptions opt;
-  opt.unit_pause = std::chrono::milliseconds(2);
-  test::SimDevice dev(f.model, lim, opt);
-  LoopBackend backend(f.model.desc(), dev.control_block(), dev);
-  WallClock clock;
-  backend.attach({}, clock);
-  const TwoChunks c(f.ck.desc().vocab);
-  backend.publish(0, 1, PriorityClass::BE, c.a, {});
-  backend.publish(0, 2, PriorityClass::BE, c.b, std::span(&c.greedy, 1));
-  backend.cancel(2);  // while A runs (tens of units of 2 ms): B is not taken yet
+  TwoChunks c(PriorityClass::BE, std::chrono::milliseconds(2));
+  c.backend.cancel(2);  // while A runs (tens of units of 2 ms): B is not taken yet
   std::vector<PassResult> done;
   std::vector<UnitRecord> units;
-  const auto t0 = Steady::now();
-  while (done.size() < 2 && Steady::now() - t0 < std::chrono::seconds(20)) backend.collect(done, units, 0.01, clock);
+  c.collect(done, units, 2);
   ASSERT_EQ(done.size(), 2u);
   EXPECT_EQ(done[0].status, PassStatus::Done);
   EXPECT_EQ(done[1].pass_id, 2u);
@@ -136,29 +136,20 @@ TEST(LoopQueue, ACancelledQueuedPassEndsBeforeItsFirstUnit) {
   EXPECT_TRUE(done[1].tokens.empty());
   for (const auto& u : units) EXPECT_NE(u.pass_id, 2u) << "a unit of the cancelled pass ran";
   // The slot goes on: its next pass (the other metadata buffer again) runs.
-  backend.publish(0, 3, PriorityClass::BE, c.b, std::span(&c.greedy, 1));
+  c.backend.publish(0, 3, PriorityClass::BE, c.b, std::span(&c.greedy, 1));
   done.clear();
-  while (done.empty() && Steady::now() - t0 < std::chrono::seconds(20)) backend.collect(done, units, 0.01, clock);
+  c.collect(done, units, 1);
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].status, PassStatus::Done);
-  EXPECT_EQ(done[0].tokens, alone(f.model, req(9, PriorityClass::BE, c.prompt, 1, 0)));
+  EXPECT_EQ(done[0].tokens, c.alone_token());
 }
 
 TEST(LoopQueue, AThirdPassOnASlotIsRefused) {
-  const auto& f = tiny("mixtral");
-  const EngineLimits lim = small_limits(sched::Policy::PriorityExpert);
-  test::SimDeviceOptions opt;
-  opt.unit_pause = std::chrono::milliseconds(2);
-  test::SimDevice dev(f.model, lim, opt);
-  LoopBackend backend(f.model.desc(), dev.control_block(), dev);
-  WallClock clock;
-  backend.attach({}, clock);
-  const TwoChunks c(f.ck.desc().vocab);
-  backend.publish(0, 1, PriorityClass::BE, c.a, {});
-  backend.publish(0, 2, PriorityClass::BE, c.b, std::span(&c.greedy, 1));
-  EXPECT_HAS(test::error_of([&] { backend.publish(0, 3, PriorityClass::BE, c.a, {}); }), "already holds passes 1 and 2");
+  TwoChunks c(PriorityClass::BE, std::chrono::milliseconds(2));
+  EXPECT_HAS(test::error_of([&] { c.backend.publish(0, 3, PriorityClass::BE, c.a, {}); }),
+             "already holds passes 1 and 2");
   std::vector<PassResult> rest;
-  EXPECT_TRUE(backend.shutdown(5.0, rest, clock));
+  EXPECT_TRUE(c.backend.shutdown(5.0, rest, c.clock));
   EXPECT_EQ(rest.size(), 2u);
 }
 
