@@ -93,24 +93,6 @@ struct DeviceRig {
   }
 };
 
-inline Request req(uint64_t id, PriorityClass cls, int prompt_len, int max_tokens, double at, bool sampled, int vocab) {
-  std::mt19937 rng(static_cast<uint32_t>(id * 7919));
-  Request r;
-  r.id = id;
-  r.cls = cls;
-  r.prompt.resize(size_t(prompt_len));
-  for (auto& t : r.prompt) t = int32_t(rng() % uint32_t(vocab));
-  r.max_tokens = max_tokens;
-  r.arrival_s = at;
-  r.sampling.seed = 1000 + id;
-  if (sampled) {
-    r.sampling.temperature = 0.8;
-    r.sampling.top_k = 20;
-    r.sampling.top_p = 0.95;
-  }
-  return r;
-}
-
 // What the engine reported, by request.
 struct Driven {
   std::map<uint64_t, std::vector<int32_t>> tokens;

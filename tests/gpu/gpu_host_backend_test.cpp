@@ -115,24 +115,6 @@ class Recorder final : public UnitBackend {
   std::vector<std::vector<SampleSpec>> specs_;
 };
 
-Request req(uint64_t id, PriorityClass cls, int prompt_len, int max_tokens, double at, bool sampled, int vocab) {
-  std::mt19937 rng(static_cast<uint32_t>(id * 7919));
-  Request r;
-  r.id = id;
-  r.cls = cls;
-  r.prompt.resize(size_t(prompt_len));
-  for (auto& t : r.prompt) t = int32_t(rng() % uint32_t(vocab));
-  r.max_tokens = max_tokens;
-  r.arrival_s = at;
-  r.sampling.seed = 1000 + id;  // also for greedy requests: names the rows
-  if (sampled) {
-    r.sampling.temperature = 0.8;
-    r.sampling.top_k = 20;
-    r.sampling.top_p = 0.95;
-  }
-  return r;
-}
-
 // BE at 0 (the first pass fills the 64-token bucket: 5 + 16 + 9 + 16 + 2 + 16
 // rows, three prompts in several chunks); LS 0.4 s apart, the first while
 // that pass runs. Each pass has at most 21 units of 1 ms, so an LS request
