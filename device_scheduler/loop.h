@@ -293,11 +293,14 @@ QLLM_HD inline LoopAction loop_cycle(LoopState& L, Exec& x) {
         L.table.slot[s].cls = PriorityClass::LS;
     // 3. cancellations: a running pass they name ends at this boundary; a
     //    pass queued behind a busy slot's pass ends when the slot takes it
+    bool refreshed = false;
     device_poll_cancels(L.end, [&](uint64_t id) {
+      if (!refreshed) {  // a cancel is written after the publish it names: read the publish sequences again
+        for (int s = 0; s < n; ++s) device_refresh_published(L.end, s);
+        refreshed = true;
+      }
       for (int s = 0; s < n; ++s) {
         if (L.table.slot[s].active && L.slot[s].desc.pass_id == id) end_pass(L, s, kRecordCancelled, 0);
-        // the cancel was written after the publish it names: read the publish sequence again
-        device_refresh_published(L.end, s);
         for (int k = 1; k <= 2; ++k)
           if (device_untaken_pass(L.end, s, k) == id) L.slot[s].cancelled_untaken[k - 1] = id;
       }
